@@ -1,0 +1,268 @@
+"""The chat socket: authenticate, check a frame, hand it to the turn, forward events.
+
+The protocol is docs/protocol.md. Turns run apart from the socket (see
+chat.generation), so this consumer only joins conversation groups and passes
+their numbered events on, dropping any it has already passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import Counter
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.sessions.backends.base import SessionBase
+from django.utils.crypto import constant_time_compare
+
+from chat import generation
+from chat.generation import TurnRefused
+from chat.transcript import owns_conversation, reply_state
+
+log = logging.getLogger(__name__)
+
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_TOO_MANY_SOCKETS = 4429
+SNAPSHOT_WAIT_SECONDS = 3.0
+
+# Open sockets per user in this process.
+open_sockets: Counter[int] = Counter()
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ChatConsumer(AsyncWebsocketConsumer):
+    user_id: int | None = None
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated or not user.is_active:
+            await self.close(code=CLOSE_NOT_AUTHENTICATED)
+            return
+        if open_sockets[user.id] >= settings.GLMWEB_MAX_SOCKETS_PER_USER:
+            log.warning("too many sockets", extra={"user": user.id})
+            await self.accept()
+            await self.send_error("too_many_sockets", "You have too many chat tabs open.")
+            await self.close(code=CLOSE_TOO_MANY_SOCKETS)
+            return
+        self.user_id = user.id
+        open_sockets[user.id] += 1
+        self.joined: set[str] = set()
+        self.seen_seq: dict[str, int] = {}
+        self.awaiting_snapshot: dict[str, asyncio.Task[None]] = {}
+        await database_sync_to_async(generation.recover_once)()
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.user_id is None:
+            return
+        open_sockets[self.user_id] -= 1
+        for conversation in list(self.joined):
+            await self.leave_group(conversation)
+        self.user_id = None
+
+    # --- Frames in -------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            frame = self.parse_frame(text_data, bytes_data)
+            if not await session_is_valid(self.scope.get("session"), self.user_id):
+                await self.send_error("not_authenticated", "You have been logged out.")
+                await self.close(code=CLOSE_NOT_AUTHENTICATED)
+                return
+            handler = getattr(self, f"frame_{frame['type']}", None)
+            if handler is None:
+                raise FrameError("bad_frame", f"Unknown frame type {frame['type'][:40]!r}.")
+            await handler(frame)
+        except FrameError as error:
+            log.info("frame refused", extra={"user": self.user_id, "code": error.code})
+            await self.send_error(error.code, error.message)
+
+    def parse_frame(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
+        if text_data is None:
+            raise FrameError("bad_frame", "Frames must be JSON text, not binary.")
+        if len(text_data) > settings.GLMWEB_MAX_FRAME_BYTES:
+            raise FrameError("too_large", "That message is too large to send.")
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            raise FrameError("bad_frame", "Frames must be JSON.") from None
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            raise FrameError("bad_frame", "A frame must be a JSON object with a type.")
+        return frame
+
+    async def frame_send(self, frame: dict[str, Any]) -> None:
+        content = frame.get("content")
+        client_id = frame.get("client_id")
+        conversation = optional_id(frame.get("conversation"))
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+            raise FrameError("bad_frame", "client_id must be a string of 1 to 64 characters.")
+        if not isinstance(content, str):
+            raise FrameError("bad_frame", "content must be a string.")
+        if not content.strip():
+            raise FrameError("empty_message", "Type a message first.")
+        if len(content) > settings.GLMWEB_MAX_MESSAGE_CHARS:
+            raise FrameError(
+                "too_large",
+                f"Messages can be at most {settings.GLMWEB_MAX_MESSAGE_CHARS:,} characters; "
+                f"this one has {len(content):,}.",
+            )
+        try:
+            turn = await database_sync_to_async(generation.begin_send)(
+                self.user_id, conversation, content, client_id, frame.get("params")
+            )
+        except TurnRefused as refused:
+            await self.send_error(
+                refused.code, refused.message, client_id=client_id, conversation=conversation
+            )
+            return
+        await self.begin(turn)
+
+    async def frame_regenerate(self, frame: dict[str, Any]) -> None:
+        conversation = required_id(frame.get("conversation"))
+        try:
+            turn = await database_sync_to_async(generation.begin_regenerate)(
+                self.user_id, conversation
+            )
+        except TurnRefused as refused:
+            await self.send_error(refused.code, refused.message, conversation=conversation)
+            return
+        await self.begin(turn)
+
+    async def begin(self, turn: generation.Turn) -> None:
+        # Join before the turn starts, so this socket gets its start event.
+        await self.join_group(str(turn.conversation_id))
+        if turn.is_new:
+            await generation.start(turn)
+        else:
+            await self.send_event(turn.start_event())
+
+    async def frame_stop(self, frame: dict[str, Any]) -> None:
+        conversation = required_id(frame.get("conversation"))
+        await self.require_owned(conversation)
+        await self.channel_layer.group_send(
+            generation.control_group(conversation), generation.stop_message()
+        )
+
+    async def frame_join(self, frame: dict[str, Any]) -> None:
+        conversation = required_id(frame.get("conversation"))
+        await self.require_owned(conversation)
+        # Join first, then look: whatever happens after the look arrives as events.
+        await self.join_group(conversation)
+        state = await database_sync_to_async(reply_state)(conversation)
+        generating = state is not None and state["status"] == "streaming"
+        await self.send_event(
+            {"type": "joined", "conversation": conversation, "generating": generating}
+        )
+        if generating:
+            await self.channel_layer.group_send(
+                generation.control_group(conversation),
+                generation.snapshot_request(self.channel_name),
+            )
+            self.awaiting_snapshot[conversation] = asyncio.create_task(
+                self.snapshot_from_database_later(conversation)
+            )
+
+    async def frame_leave(self, frame: dict[str, Any]) -> None:
+        await self.leave_group(required_id(frame.get("conversation")))
+
+    async def require_owned(self, conversation: str) -> None:
+        if not await database_sync_to_async(owns_conversation)(self.user_id, conversation):
+            raise FrameError("not_found", "That conversation doesn't exist.")
+
+    # --- Events out ------------------------------------------------------------
+
+    async def chat_event(self, message: dict[str, Any]) -> None:
+        event = message["event"]
+        conversation = event["conversation"]
+        if conversation not in self.joined:
+            return
+        if event["type"] == "snapshot":
+            self.cancel_snapshot_wait(conversation)
+        elif event["type"] in ("done", "error") and conversation in self.awaiting_snapshot:
+            # The turn ended before it could answer our snapshot request: its
+            # final text is saved by now.
+            self.cancel_snapshot_wait(conversation)
+            await self.send_database_snapshot(conversation, before_seq=event["seq"])
+        elif event["seq"] <= self.seen_seq.get(event["reply"], -1):
+            return
+        self.seen_seq[event["reply"]] = event["seq"]
+        await self.send_event(event)
+
+    async def snapshot_from_database_later(self, conversation: str) -> None:
+        # No live turn answered (its worker died): show what was saved.
+        await asyncio.sleep(SNAPSHOT_WAIT_SECONDS)
+        self.awaiting_snapshot.pop(conversation, None)
+        await self.send_database_snapshot(conversation)
+
+    async def send_database_snapshot(
+        self, conversation: str, before_seq: int | None = None
+    ) -> None:
+        state = await database_sync_to_async(reply_state)(conversation)
+        if state is None:
+            return
+        seq = self.seen_seq.get(state["reply"], 0) if before_seq is None else before_seq - 1
+        self.seen_seq[state["reply"]] = seq
+        await self.send_event(
+            {"type": "snapshot", "conversation": conversation, "seq": seq, **state}
+        )
+
+    def cancel_snapshot_wait(self, conversation: str) -> None:
+        waiting = self.awaiting_snapshot.pop(conversation, None)
+        if waiting is not None:
+            waiting.cancel()
+
+    async def join_group(self, conversation: str) -> None:
+        if conversation not in self.joined:
+            self.joined.add(conversation)
+            await self.channel_layer.group_add(
+                generation.conversation_group(conversation), self.channel_name
+            )
+
+    async def leave_group(self, conversation: str) -> None:
+        self.cancel_snapshot_wait(conversation)
+        if conversation in self.joined:
+            self.joined.discard(conversation)
+            await self.channel_layer.group_discard(
+                generation.conversation_group(conversation), self.channel_name
+            )
+
+    async def send_event(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=json.dumps(event, ensure_ascii=False))
+
+    async def send_error(self, code: str, message: str, **fields: Any) -> None:
+        await self.send_event({"type": "error", "code": code, "message": message, **fields})
+
+
+def optional_id(value: object) -> str | None:
+    return None if value is None else required_id(value)
+
+
+def required_id(value: object) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+        raise FrameError("bad_frame", "conversation must be a conversation id.")
+    return value
+
+
+@database_sync_to_async
+def session_is_valid(session: SessionBase | None, user_id: int | None) -> bool:
+    """Re-read the session on each frame: a logout in another tab ends this socket too."""
+    if session is None or user_id is None or session.session_key is None:
+        return False
+    stored = session.__class__(session.session_key)
+    if str(stored.get(SESSION_KEY)) != str(user_id):
+        return False
+    user = get_user_model().objects.filter(id=user_id, is_active=True).first()
+    if user is None:
+        return False
+    return constant_time_compare(stored.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())

@@ -1,0 +1,832 @@
+"""Client for an OpenAI-compatible Chat Completions upstream (GLM-5 and friends).
+
+HTTP and Server-Sent Events only: this module knows nothing of Django. It turns
+a streamed reply into typed events (`ReasoningDelta`, `ContentDelta`, `Finish`,
+`Usage`) and every failure into a typed `UpstreamError` whose `user_message` is
+safe to show to a person.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import random
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger("chat.upstream")
+
+
+# --- events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReasoningDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContentDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+Event = ReasoningDelta | ContentDelta | Finish | Usage
+
+
+# --- errors -------------------------------------------------------------------
+
+
+class UpstreamError(Exception):
+    """A failure talking to the upstream; `user_message` is safe to show to a person."""
+
+    code = "upstream_error"
+    default_message = "The model provider returned an error. Please try again."
+    default_retryable = False
+
+    def __init__(
+        self,
+        user_message: str | None = None,
+        *,
+        detail: str = "",
+        retryable: bool | None = None,
+    ) -> None:
+        self.user_message = user_message or self.default_message
+        self.detail = detail
+        self.retryable = self.default_retryable if retryable is None else retryable
+        super().__init__(f"{self.code}: {self.user_message}" + (f" ({detail})" if detail else ""))
+
+
+class AuthError(UpstreamError):
+    code = "upstream_auth"
+    default_message = (
+        "The model provider rejected the server's API key. An administrator needs to check it."
+    )
+
+
+class NotFoundError(UpstreamError):
+    code = "model_not_found"
+    default_message = "The model provider does not know the configured model."
+
+
+class RateLimited(UpstreamError):
+    code = "rate_limited"
+    default_message = (
+        "The model provider is rate-limiting requests. Please wait a moment and try again."
+    )
+    default_retryable = True
+
+    def __init__(
+        self,
+        user_message: str | None = None,
+        *,
+        detail: str = "",
+        retryable: bool | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(user_message, detail=detail, retryable=retryable)
+        self.retry_after = retry_after
+
+
+class QuotaExhausted(UpstreamError):
+    code = "upstream_quota"
+    default_message = (
+        "The model provider account has run out of credit or quota. "
+        "An administrator needs to top it up."
+    )
+
+
+class Overloaded(UpstreamError):
+    code = "upstream_overloaded"
+    default_message = (
+        "The model provider is overloaded or having problems right now. Please try again shortly."
+    )
+    default_retryable = True
+
+
+class BadRequest(UpstreamError):
+    code = "upstream_bad_request"
+    default_message = "The model provider rejected the request."
+
+
+class UpstreamTimeout(UpstreamError):
+    code = "upstream_timeout"
+    default_message = "The model stopped sending data for too long, so the reply was cut off."
+
+
+class Unreachable(UpstreamError):
+    code = "upstream_unreachable"
+    default_message = "The model provider could not be reached. Please try again shortly."
+    default_retryable = True
+
+
+class ProtocolError(UpstreamError):
+    code = "upstream_protocol"
+    default_message = "The model provider sent a reply that could not be understood."
+
+
+class StreamError(UpstreamError):
+    code = "upstream_error"
+    default_message = "The model provider reported an error while writing the reply."
+
+
+CUT_OFF_MESSAGE = "The connection to the model provider broke before the reply was finished."
+DEADLINE_MESSAGE = "The reply took longer than the time allowed, so it was cut off."
+CONNECT_TIMEOUT_MESSAGE = "The model provider did not answer in time. Please try again shortly."
+
+_URL_RE = re.compile(r"(?:https?|wss?)://\S+|\bwww\.\S+", re.IGNORECASE)
+_SECRET_RE = re.compile(r"\b(?:sk|pk|key)-[A-Za-z0-9_\-]{6,}|\bBearer\s+\S+", re.IGNORECASE)
+_HOSTLIKE_RE = re.compile(r"\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|ai|cn|dev|co)\b", re.I)
+_QUOTA_MARKERS = (
+    "insufficient_quota",
+    "insufficient quota",
+    "insufficient balance",
+    "insufficient_balance",
+    "exceeded your current quota",
+    "billing",
+    "payment required",
+    "credit balance",
+    "out of credits",
+    "余额不足",
+    "欠费",
+)
+_QUOTA_CODES = {"1113", "insufficient_quota", "insufficient_balance"}
+
+
+def _redact(text: str, secret: str = "") -> str:
+    if secret:
+        text = text.replace(secret, "[redacted]")
+    return _SECRET_RE.sub("[redacted]", text)
+
+
+def _harmless(message: object, *, limit: int = 200) -> str | None:
+    """A provider message fit to show a person, or None: short, no URLs, hosts or keys."""
+    if not isinstance(message, str):
+        return None
+    cleaned = _HOSTLIKE_RE.sub("", _SECRET_RE.sub("", _URL_RE.sub("", message)))
+    cleaned = " ".join(cleaned.split())
+    if not cleaned or len(cleaned) > limit:
+        return None
+    return cleaned
+
+
+def _error_fields(body: str) -> tuple[str | None, str]:
+    """(message, code) from an `{"error": {...}}` JSON body, if it is one."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None, ""
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, str):
+        return error, ""
+    if not isinstance(error, dict):
+        message = payload.get("message") if isinstance(payload, dict) else None
+        return (message if isinstance(message, str) else None), ""
+    message = error.get("message")
+    code = error.get("code") or error.get("type") or ""
+    return (message if isinstance(message, str) else None), str(code)
+
+
+def _looks_like_quota(body: str, code: str) -> bool:
+    lowered = body.lower()
+    return code.lower() in _QUOTA_CODES or any(marker in lowered for marker in _QUOTA_MARKERS)
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_from_response(
+    status: int, body: str, headers: httpx.Headers | dict[str, str] | None = None, secret: str = ""
+) -> UpstreamError:
+    """Map an HTTP error response to the matching typed error."""
+    message, code = _error_fields(body)
+    detail = f"status={status} body={_redact(body[:300], secret)!r}"
+    if status in (402, 429) and _looks_like_quota(body, code):
+        return QuotaExhausted(detail=detail)
+    if status in (401, 403):
+        return AuthError(detail=detail)
+    if status == 404:
+        return NotFoundError(detail=detail)
+    if status == 429:
+        retry_after = parse_retry_after((headers or {}).get("retry-after"))
+        return RateLimited(detail=detail, retry_after=retry_after)
+    if status == 408:
+        return UpstreamTimeout(CONNECT_TIMEOUT_MESSAGE, detail=detail, retryable=True)
+    if status >= 500:
+        return Overloaded(detail=detail)
+    safe = _harmless(message)
+    user_message = f"The model provider rejected the request: {safe}" if safe else None
+    return BadRequest(user_message, detail=detail)
+
+
+def _stream_error(error: object) -> StreamError:
+    message = error.get("message") if isinstance(error, dict) else error
+    safe = _harmless(message)
+    user_message = f"The model provider reported an error: {safe}" if safe else None
+    return StreamError(user_message, detail=f"error payload={_redact(str(error)[:300])!r}")
+
+
+# --- SSE parsing --------------------------------------------------------------
+
+_LINE_END_RE = re.compile(rb"\r\n|\r|\n")
+_THINK_OPEN = "<think>"
+_THINK_CLOSE = "</think>"
+
+
+def _partial_tag_length(text: str, tag: str) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of `tag`."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:size]):
+            return size
+    return 0
+
+
+class _ThinkSplitter:
+    """Routes `<think>…</think>` at the start of `delta.content` to reasoning.
+
+    Only a think block opening before any visible answer text counts: a reply
+    that *talks about* the tag later on must stay content.
+    """
+
+    def __init__(self) -> None:
+        self.phase = "before"  # "before" -> "inside" -> "after"
+        self.held = ""
+
+    def split(self, text: str) -> list[Event]:
+        if self.phase == "after":
+            return [ContentDelta(text)] if text else []
+        text = self.held + text
+        self.held = ""
+        events: list[Event] = []
+        while text and self.phase != "after":
+            tag = _THINK_OPEN if self.phase == "before" else _THINK_CLOSE
+            at = text.find(tag)
+            keep = 0 if at >= 0 else _partial_tag_length(text, tag)
+            before_tag = text[:at] if at >= 0 else text[: len(text) - keep]
+            if self.phase == "before" and before_tag.strip():
+                self.phase = "after"  # visible text came first: no think block
+                break
+            if at >= 0:
+                self._emit(events, text[:at])
+                text = text[at + len(tag) :]
+                self.phase = "inside" if self.phase == "before" else "after"
+                continue
+            self._emit(events, before_tag)
+            self.held, text = text[len(text) - keep :], ""
+        if text:
+            events.append(ContentDelta(text))
+        return events
+
+    def flush(self) -> list[Event]:
+        held, self.held = self.held, ""
+        events: list[Event] = []
+        self._emit(events, held)
+        return events
+
+    def _emit(self, events: list[Event], text: str) -> None:
+        if text:
+            events.append(ReasoningDelta(text) if self.phase == "inside" else ContentDelta(text))
+
+
+def _usage_from(payload: object) -> Usage | None:
+    if not isinstance(payload, dict):
+        return None
+    prompt, completion = payload.get("prompt_tokens"), payload.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    total = payload.get("total_tokens")
+    # Some providers (x.ai) count reasoning in total_tokens only: keep their total.
+    return Usage(prompt, completion, total if isinstance(total, int) else prompt + completion)
+
+
+class SSEParser:
+    """Incremental parser for a streamed Chat Completions body.
+
+    Feed raw bytes as they arrive and get typed events back. Deltas come out as
+    soon as their chunk is complete; `Finish` and `Usage` come out once each, at
+    the end (on `[DONE]` or `close()`), carrying the last finish_reason and the
+    last complete usage object seen, because providers repeat both (Avian sends
+    two finish chunks, Groq sends usage twice, others send usage after finish).
+    `data_lines` counts `data:` lines so far: a watchdog can tell real data
+    from keep-alive comments by comparing it before and after a `feed()`.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.data_lines = 0
+        self._buffer = b""
+        self._data: list[str] = []
+        self._think = _ThinkSplitter()
+        self._ended = False
+
+    def feed(self, data: bytes) -> list[Event]:
+        if not data or self._ended:
+            return []
+        scan_from = max(len(self._buffer) - 1, 0)
+        buffer = self._buffer + data
+        events: list[Event] = []
+        start = 0
+        for match in _LINE_END_RE.finditer(buffer, scan_from):
+            # A CR at the very end may be the first half of a CRLF still in flight.
+            if match.group() == b"\r" and match.end() == len(buffer):
+                break
+            self._line(buffer[start : match.start()], events)
+            start = match.end()
+            if self._ended:
+                break
+        self._buffer = b"" if self._ended else buffer[start:]
+        return events
+
+    def close(self) -> list[Event]:
+        """End of body: flush what is pending; ProtocolError if the reply was cut."""
+        events: list[Event] = []
+        if not self._ended:
+            if self._buffer:
+                self._line(self._buffer.rstrip(b"\r"), events)
+                self._buffer = b""
+            if not self._ended:
+                self._dispatch(events)
+        if not self._ended:
+            if self.finish_reason is None:
+                raise ProtocolError(
+                    CUT_OFF_MESSAGE, detail="stream ended without finish_reason or [DONE]"
+                )
+            events.extend(self._end())
+        return events
+
+    def _line(self, raw: bytes, events: list[Event]) -> None:
+        if not raw:
+            self._dispatch(events)
+            return
+        if raw[:1] == b":":
+            return  # comment / keep-alive
+        field, _, value = raw.partition(b":")
+        if field != b"data":
+            return  # event:, id:, retry: and unknown fields carry nothing for us
+        self.data_lines += 1
+        if value[:1] == b" ":
+            value = value[1:]
+        self._data.append(value.decode("utf-8", errors="replace"))
+
+    def _dispatch(self, events: list[Event]) -> None:
+        if not self._data:
+            return
+        lines, self._data = self._data, []
+        payload = "\n".join(lines)
+        try:
+            chunks = [json.loads(payload)] if payload.strip() != "[DONE]" else [None]
+        except ValueError:
+            chunks = self._lines_as_chunks(lines)
+        for chunk in chunks:
+            if chunk is None:
+                self.done = True
+                events.extend(self._end())
+                return
+            self._chunk(chunk, events)
+
+    def _lines_as_chunks(self, lines: list[str]) -> list[Any]:
+        # Some servers omit the blank line between events; try each line alone.
+        chunks: list[Any] = []
+        for line in lines:
+            if line.strip() == "[DONE]":
+                chunks.append(None)
+                continue
+            try:
+                chunks.append(json.loads(line))
+            except ValueError:
+                raise ProtocolError(
+                    detail=f"malformed JSON chunk: {_redact(line[:200])!r}"
+                ) from None
+        return chunks
+
+    def _chunk(self, chunk: Any, events: list[Event]) -> None:
+        if not isinstance(chunk, dict):
+            raise ProtocolError(detail=f"chunk is not an object: {str(chunk)[:100]!r}")
+        if chunk.get("error"):
+            raise _stream_error(chunk["error"])
+        usage = _usage_from(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return
+        choice = choices[0]
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            self._delta(delta, events)
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            self.finish_reason = reason
+
+    def _delta(self, delta: dict[str, Any], events: list[Event]) -> None:
+        reasoning = delta.get("reasoning_content")
+        if not isinstance(reasoning, str) or not reasoning:
+            reasoning = delta.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            events.append(ReasoningDelta(reasoning))
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            events.extend(self._think.split(content))
+
+    def _end(self) -> list[Event]:
+        self._ended = True
+        events = self._think.flush()
+        # [DONE] without any finish_reason is still a normal, complete reply.
+        events.append(Finish(self.finish_reason or "stop"))
+        if self.usage is not None:
+            events.append(self.usage)
+        return events
+
+
+# --- request and config -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    messages: list[dict[str, str]]
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+
+    def body(self, *, stream: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"model": self.model, "messages": self.messages}
+        for name in ("max_tokens", "temperature", "top_p", "stop"):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    base_url: str
+    api_key: str
+    connect_timeout: float = 10.0
+    chunk_timeout: float = 60.0
+    deadline: float = 600.0
+    max_retries: int = 3
+    max_retry_wait: float = 20.0
+    backoff_base: float = 0.5
+    max_connections: int = 1000
+    keepalive_connections: int = 20
+    keepalive_expiry: float = 5.0
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + "/chat/completions"
+
+    def __repr__(self) -> str:  # never print the key
+        return f"UpstreamConfig(base_url={self.base_url!r}, api_key='***')"
+
+
+# --- HTTP client --------------------------------------------------------------
+
+_clients: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[float, int, int, float], httpx.AsyncClient]
+] = weakref.WeakKeyDictionary()
+
+
+def get_client(config: UpstreamConfig) -> httpx.AsyncClient:
+    """The pooled client for the running event loop (one per loop and pool shape)."""
+    loop = asyncio.get_running_loop()
+    shape = (
+        config.connect_timeout,
+        config.max_connections,
+        config.keepalive_connections,
+        config.keepalive_expiry,
+    )
+    per_loop = _clients.setdefault(loop, {})
+    client = per_loop.get(shape)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            http1=True,
+            http2=False,
+            timeout=httpx.Timeout(connect=config.connect_timeout, read=None, write=30, pool=30),
+            limits=httpx.Limits(
+                max_connections=config.max_connections,
+                max_keepalive_connections=config.keepalive_connections,
+                keepalive_expiry=config.keepalive_expiry,
+            ),
+            trust_env=False,
+        )
+        per_loop[shape] = client
+    return client
+
+
+async def close_clients() -> None:
+    """Close the running loop's clients (call on shutdown and between tests)."""
+    loop = asyncio.get_running_loop()
+    for client in _clients.pop(loop, {}).values():
+        await client.aclose()
+
+
+def _headers(config: UpstreamConfig, *, stream: bool) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream" if stream else "application/json"}
+    key = config.api_key.strip()
+    if key:  # with no key the upstream answers 401, which names the problem
+        headers["Authorization"] = f"Bearer {key}"
+    return headers
+
+
+def _transport_error(exc: httpx.TransportError, secret: str) -> UpstreamError:
+    # httpx messages can quote a header value, so the key must be scrubbed.
+    detail = _redact(f"{type(exc).__name__}: {exc}", secret)
+    if isinstance(exc, httpx.LocalProtocolError):
+        return UpstreamError(
+            "The request to the model provider could not be sent. "
+            "An administrator needs to check the upstream settings.",
+            detail=detail,
+        )
+    if isinstance(exc, httpx.ConnectTimeout):
+        return UpstreamTimeout(CONNECT_TIMEOUT_MESSAGE, detail=detail, retryable=True)
+    if isinstance(exc, httpx.PoolTimeout):
+        return Overloaded(
+            "The server is handling too many replies right now. Please try again shortly.",
+            detail=detail,
+        )
+    return Unreachable(detail=detail)
+
+
+def _backoff(attempt: int, config: UpstreamConfig) -> float:
+    # Equal jitter: half fixed, half random, so retries from a burst spread out.
+    base = config.backoff_base * (2**attempt)
+    return min(config.max_retry_wait, base / 2 + random.uniform(0, base / 2))
+
+
+def _retry_delay(exc: UpstreamError, attempt: int, config: UpstreamConfig) -> float | None:
+    """Seconds to wait before retrying after `exc`, or None to give up."""
+    if not exc.retryable or attempt >= config.max_retries:
+        return None
+    if isinstance(exc, RateLimited) and exc.retry_after is not None:
+        if exc.retry_after > config.max_retry_wait:
+            return None
+        return exc.retry_after
+    return _backoff(attempt, config)
+
+
+async def _read_body(response: httpx.Response, limit: int = 1 << 20) -> str:
+    body = b""
+    async for part in response.aiter_bytes():
+        body += part
+        if len(body) > limit:
+            break
+    return body.decode("utf-8", errors="replace")
+
+
+async def _stream_once(
+    client: httpx.AsyncClient, request: ChatRequest, config: UpstreamConfig, deadline_at: float
+) -> AsyncIterator[Event]:
+    parser = SSEParser()
+    try:
+        response = await _open_stream(client, request, config, deadline_at)
+        try:
+            async with aclosing(_response_events(response, parser, config, deadline_at)) as events:
+                async for event in events:
+                    yield event
+        finally:
+            await response.aclose()
+    except httpx.TransportError as exc:
+        if parser.data_lines == 0 and not parser.done:
+            raise _transport_error(exc, config.api_key) from exc
+        if parser.finish_reason is None and not parser.done:
+            detail = _redact(f"{type(exc).__name__}: {exc}", config.api_key)
+            raise ProtocolError(CUT_OFF_MESSAGE, detail=detail) from exc
+        for event in parser.close():
+            yield event
+
+
+async def _open_stream(
+    client: httpx.AsyncClient, request: ChatRequest, config: UpstreamConfig, deadline_at: float
+) -> httpx.Response:
+    """Send the request and wait for the response head, under the watchdog."""
+    http_request = client.build_request(
+        "POST", config.url, json=request.body(), headers=_headers(config, stream=True)
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(min(deadline_at, loop.time() + config.chunk_timeout)):
+            response = await client.send(http_request, stream=True)
+    except TimeoutError:
+        raise _timeout_error(loop.time() >= deadline_at, SSEParser()) from None
+    logger.log(_status_level(response), "upstream stream status=%s", response.status_code)
+    return response
+
+
+async def _response_events(
+    response: httpx.Response, parser: SSEParser, config: UpstreamConfig, deadline_at: float
+) -> AsyncIterator[Event]:
+    if response.status_code >= 300 or _is_json(response):
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout_at(min(deadline_at, loop.time() + config.chunk_timeout)):
+                body = await _read_body(response)
+        except TimeoutError:
+            raise _timeout_error(loop.time() >= deadline_at, parser) from None
+        except httpx.TransportError:
+            if response.status_code < 300:
+                raise
+            body = ""  # the status alone still says what went wrong
+        if response.status_code >= 300:
+            raise error_from_response(response.status_code, body, response.headers, config.api_key)
+        # Some gateways ignore "stream" or report errors as 200 + JSON.
+        for event in _completion_events(body):
+            yield event
+        return
+    async with aclosing(_read_events(response, parser, config, deadline_at)) as events:
+        async for event in events:
+            yield event
+
+
+async def _read_events(
+    response: httpx.Response, parser: SSEParser, config: UpstreamConfig, deadline_at: float
+) -> AsyncIterator[Event]:
+    loop = asyncio.get_running_loop()
+    watch_at = min(deadline_at, loop.time() + config.chunk_timeout)
+    chunks = response.aiter_bytes()
+    while True:
+        # The timeout wraps only the read, never a yield: it cancels the current
+        # task, which is the consumer's while this generator is suspended.
+        try:
+            async with asyncio.timeout_at(watch_at):
+                data = await anext(chunks, None)
+        except TimeoutError:
+            if parser.finish_reason is None and not parser.done:
+                raise _timeout_error(loop.time() >= deadline_at, parser) from None
+            break  # a stall after the finish chunk loses nothing
+        if data is None:
+            break
+        before = parser.data_lines
+        events = parser.feed(data)
+        if parser.data_lines != before:
+            watch_at = min(deadline_at, loop.time() + config.chunk_timeout)
+        for event in events:
+            yield event
+    for event in parser.close():
+        yield event
+
+
+def _timeout_error(deadline_passed: bool, parser: SSEParser) -> UpstreamTimeout:
+    if deadline_passed:
+        return UpstreamTimeout(DEADLINE_MESSAGE, detail="overall deadline reached")
+    # Not retried: another full watchdog period would leave the person waiting too long.
+    return UpstreamTimeout(detail=f"chunk watchdog fired after {parser.data_lines} data lines")
+
+
+async def stream_chat(request: ChatRequest, config: UpstreamConfig) -> AsyncIterator[Event]:
+    """Stream one reply as events; retries happen only before the first event."""
+    client = get_client(config)
+    loop = asyncio.get_running_loop()
+    deadline_at = loop.time() + config.deadline
+    attempt = 0
+    while True:
+        yielded = False
+        try:
+            async with aclosing(_stream_once(client, request, config, deadline_at)) as events:
+                async for event in events:
+                    yielded = True
+                    yield event
+            return
+        except UpstreamError as exc:
+            if yielded:
+                logger.warning("upstream stream failed mid-reply: %s %s", exc.code, exc.detail)
+                raise
+            delay = _next_delay(exc, attempt, config, deadline_at - loop.time())
+            if delay is None:
+                raise
+        await asyncio.sleep(delay)
+        attempt += 1
+
+
+def _next_delay(
+    exc: UpstreamError, attempt: int, config: UpstreamConfig, time_left: float
+) -> float | None:
+    delay = _retry_delay(exc, attempt, config)
+    if delay is not None and delay >= time_left:
+        delay = None
+    if delay is None:
+        logger.warning(
+            "upstream attempt %d failed, giving up: %s %s", attempt + 1, exc.code, exc.detail
+        )
+    else:
+        logger.info(
+            "upstream attempt %d failed, retrying in %.2fs: %s %s",
+            attempt + 1,
+            delay,
+            exc.code,
+            exc.detail,
+        )
+    return delay
+
+
+async def _complete_once(
+    client: httpx.AsyncClient, request: ChatRequest, config: UpstreamConfig
+) -> tuple[str, Usage | None]:
+    try:
+        response = await client.post(
+            config.url, json=request.body(stream=False), headers=_headers(config, stream=False)
+        )
+    except httpx.TransportError as exc:
+        raise _transport_error(exc, config.api_key) from exc
+    logger.log(_status_level(response), "upstream completion status=%s", response.status_code)
+    if response.status_code >= 300:
+        raise error_from_response(
+            response.status_code, response.text, response.headers, config.api_key
+        )
+    return _parse_completion(response.text)
+
+
+def _completion_events(text: str) -> list[Event]:
+    """Events equivalent to a whole (non-streamed) chat.completion body."""
+    try:
+        payload = json.loads(text)
+        if payload.get("error"):
+            raise _stream_error(payload["error"])
+        choice = payload["choices"][0]
+        message = choice["message"]
+    except (ValueError, AttributeError, KeyError, IndexError, TypeError):
+        raise ProtocolError(detail=f"unexpected completion body: {text[:200]!r}") from None
+    events: list[Event] = []
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        events.append(ReasoningDelta(reasoning))
+    content = message.get("content")
+    splitter = _ThinkSplitter()
+    events += [*splitter.split(content if isinstance(content, str) else ""), *splitter.flush()]
+    events.append(Finish(choice.get("finish_reason") or "stop"))
+    usage = _usage_from(payload.get("usage"))
+    return [*events, usage] if usage else events
+
+
+def _parse_completion(text: str) -> tuple[str, Usage | None]:
+    events = _completion_events(text)
+    answer = "".join(e.text for e in events if isinstance(e, ContentDelta))
+    usage = next((e for e in events if isinstance(e, Usage)), None)
+    return answer, usage
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("application/json")
+
+
+def _status_level(response: httpx.Response) -> int:
+    return logging.DEBUG if response.status_code < 300 else logging.INFO
+
+
+async def complete_chat(request: ChatRequest, config: UpstreamConfig) -> tuple[str, Usage | None]:
+    """One non-streamed reply (for short jobs such as titles): (answer text, usage)."""
+    client = get_client(config)
+    loop = asyncio.get_running_loop()
+    deadline_at = loop.time() + config.deadline
+    attempt = 0
+    while True:
+        try:
+            async with asyncio.timeout(deadline_at - loop.time()):
+                return await _complete_once(client, request, config)
+        except TimeoutError:
+            raise UpstreamTimeout(DEADLINE_MESSAGE, detail="overall deadline reached") from None
+        except UpstreamError as exc:
+            delay = _next_delay(exc, attempt, config, deadline_at - loop.time())
+            if delay is None:
+                raise
+        await asyncio.sleep(delay)
+        attempt += 1

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Vendor the chat page's browser libraries from the npm registry.
+#
+# Each library is fetched with `npm pack NAME@VERSION` (pinned here, verified
+# by npm against the registry's integrity hash), and the browser ES-module
+# build is copied byte for byte to static/vendor/ with the version in the file
+# name, beside its licence. static/vendor/MANIFEST.txt records what came from
+# where, with sha256 sums, so a reviewer can re-run this and diff.
+#
+# To upgrade: change a version below, run `scripts/vendor.sh`, update the
+# import paths in static/chat/*.js and templates/base.html, delete the old files.
+set -euo pipefail
+
+MARKED=18.2.1
+DOMPURIFY=3.5.0
+HLJS=11.12.0
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dest="$root/static/vendor"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+mkdir -p "$dest"
+
+# unpack NAME VERSION -> prints the directory holding the unpacked package
+unpack() {
+    local name="$1" version="$2" tarball dir
+    tarball="$(cd "$work" && npm pack --silent "$name@$version" | tail -n 1)"
+    dir="$work/$(basename "$tarball" .tgz)"
+    mkdir -p "$dir"
+    tar -xzf "$work/$tarball" -C "$dir"
+    echo "$dir/package"
+}
+
+manifest="$dest/MANIFEST.txt"
+{
+    echo "# Vendored browser libraries, written by scripts/vendor.sh; do not edit by hand."
+    echo "# name version file sha256 license"
+} >"$manifest"
+
+# vendor NAME VERSION LICENSE SRC DEST: copy one file and record it
+vendor() {
+    local name="$1" version="$2" license="$3" src="$4" out="$5"
+    cp "$src" "$dest/$out"
+    printf '%s %s %s %s %s\n' "$name" "$version" "$out" \
+        "$(sha256sum "$dest/$out" | cut -d' ' -f1)" "$license" >>"$manifest"
+}
+
+pkg="$(unpack marked "$MARKED")"
+vendor marked "$MARKED" MIT "$pkg/lib/marked.esm.js" "marked-$MARKED.esm.js"
+vendor marked "$MARKED" MIT "$pkg/LICENSE" "marked-$MARKED.LICENSE.txt"
+
+pkg="$(unpack dompurify "$DOMPURIFY")"
+lic="(MPL-2.0 OR Apache-2.0)"
+vendor dompurify "$DOMPURIFY" "$lic" "$pkg/dist/purify.es.mjs" "dompurify-$DOMPURIFY.es.mjs"
+vendor dompurify "$DOMPURIFY" "$lic" "$pkg/LICENSE" "dompurify-$DOMPURIFY.LICENSE.txt"
+vendor dompurify "$DOMPURIFY" "$lic" "$pkg/LICENSE-MPL" "dompurify-$DOMPURIFY.LICENSE-MPL.txt"
+
+# The CDN-assets build's ES module bundles highlight.js with its common languages.
+pkg="$(unpack @highlightjs/cdn-assets "$HLJS")"
+vendor @highlightjs/cdn-assets "$HLJS" BSD-3-Clause "$pkg/es/highlight.min.js" "highlight-$HLJS.min.js"
+vendor @highlightjs/cdn-assets "$HLJS" BSD-3-Clause "$pkg/styles/github.min.css" "highlight-$HLJS.github.min.css"
+vendor @highlightjs/cdn-assets "$HLJS" BSD-3-Clause "$pkg/styles/github-dark.min.css" "highlight-$HLJS.github-dark.min.css"
+vendor @highlightjs/cdn-assets "$HLJS" BSD-3-Clause "$pkg/LICENSE" "highlight-$HLJS.LICENSE.txt"
+
+echo "Vendored into $dest:"
+cat "$manifest"

@@ -1,0 +1,151 @@
+"""Real servers for end-to-end tests: glmweb under daphne, with its own database.
+
+The processes started here are what a deployment runs: daphne with the
+project's ASGI app, talking to the fake upstream over loopback, on SQLite or
+on PostgreSQL + Redis when DATABASE_URL / REDIS_URL point at live servers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+PASSWORD = "a long enough test password 1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1.0)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A DATABASE_URL for a new, empty database of the kind the tests run on."""
+    base = os.environ.get("DATABASE_URL", "")
+    if base.startswith("postgres"):
+        import psycopg
+
+        name = f"glmweb_e2e_{uuid.uuid4().hex[:10]}"
+        server = base.rsplit("/", 1)[0]
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield f"{server}/{name}"
+        finally:
+            with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            yield f"sqlite:///{folder}/e2e.sqlite3"
+
+
+@dataclass
+class App:
+    """glmweb's environment plus the daphne workers started on it."""
+
+    env: dict[str, str]
+    workers: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    def manage(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stderr}")
+        return result.stdout
+
+    def create_user(self, username: str, *, staff: bool = False) -> None:
+        self.manage(
+            "shell",
+            "-c",
+            "from django.contrib.auth import get_user_model; "
+            f"get_user_model().objects.create_user({username!r}, password={PASSWORD!r}, "
+            f"is_staff={staff}, is_superuser={staff})",
+        )
+
+    def start_worker(self, name: str, port: int | None = None) -> str:
+        port = port or self.ports.get(name) or free_port()
+        env = {**self.env, "GLMWEB_WORKER_ID": name}
+        self.workers[name] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "glmweb.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(Path(tempfile.gettempdir()) / f"glmweb-{name}-{port}.log", "ab"),  # noqa: SIM115
+        )
+        self.ports[name] = port
+        url = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{url}/healthz")
+        return url
+
+    def kill_worker(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.workers.pop(name)
+        process.send_signal(sig)
+        process.wait(timeout=10)
+
+    def stop(self) -> None:
+        for name in list(self.workers):
+            self.kill_worker(name, signal.SIGTERM)
+
+
+@contextmanager
+def glmweb_app(upstream_url: str, **extra_env: str) -> Iterator[App]:
+    """A migrated database and the environment to run glmweb workers on it."""
+    with fresh_database() as database_url:
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "UPSTREAM_BASE_URL": upstream_url,
+            "UPSTREAM_API_KEY": "test-key-not-a-real-one",
+            "DEBUG": "true",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "LOG_LEVEL": "WARNING",
+            "REDIS_PREFIX": f"glmweb-test-{uuid.uuid4().hex[:8]}",
+            **extra_env,
+        }
+        app = App(env=env)
+        app.manage("migrate", "--noinput")
+        try:
+            yield app
+        finally:
+            app.stop()
