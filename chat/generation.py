@@ -360,21 +360,31 @@ class TurnRunner:
 
     async def run(self) -> None:
         layer = get_channel_layer()
-        control_channel = await layer.new_channel("turn.")
+        # The default prefix matters on Redis: all of a process's channels must
+        # share one inbox, or this receive starves behind the consumers'.
+        control_channel = await layer.new_channel()
         control = control_group(self.turn.conversation_id)
         await layer.group_add(control, control_channel)
-        helpers = [
-            asyncio.create_task(self._listen(layer, control_channel)),
-            asyncio.create_task(self._checkpoint_periodically()),
-        ]
+        listener = asyncio.create_task(self._listen(layer, control_channel))
+        checkpoints = asyncio.create_task(self._checkpoint_periodically())
         try:
             self._send_soon(self.turn.start_event())
             await self._stream_and_save()
         finally:
-            for helper in helpers:
-                helper.cancel()
+            checkpoints.cancel()
             await layer.group_discard(control, control_channel)
+            await self._end_listener(layer, control_channel, listener)
             RUNNING.pop(self.turn.conversation_id, None)
+
+    async def _end_listener(self, layer: Any, channel: str, listener: asyncio.Task[None]) -> None:
+        # On Redis, a receive cancelled mid-read can swallow a message meant for
+        # another channel of this process (a socket's done event): so ask the
+        # listener to return instead, and cancel only if it doesn't.
+        await layer.send(channel, {"type": "turn.end"})
+        try:
+            await asyncio.wait_for(listener, timeout=5)
+        except TimeoutError:
+            log.warning("turn listener did not end", extra={"reply": str(self.turn.reply_id)})
 
     async def _stream_and_save(self) -> None:
         self._stream_task = asyncio.create_task(self._stream())
@@ -480,6 +490,8 @@ class TurnRunner:
     async def _listen(self, layer: Any, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
+            if message.get("type") == "turn.end":
+                return
             if message.get("type") == "turn.stop":
                 self.stop()
             elif message.get("type") == "turn.snapshot":

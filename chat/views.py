@@ -10,6 +10,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
+from chat.generation import recover_once
 from chat.models import Conversation
 from chat.transcript import transcript
 
@@ -23,6 +24,7 @@ def _get_conversation_for_user(request: HttpRequest, conversation_id: uuid.UUID)
 
 
 def _chat_page(request: HttpRequest, conversation: Conversation | None) -> HttpResponse:
+    recover_once()
     context = {
         "conversations": Conversation.objects.owned_by(request.user).for_sidebar(),
         "conversation": conversation,

@@ -8,6 +8,7 @@ DEBUG=false and ALLOWED_HOSTS; docs/deploy.md lists every variable.
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -192,7 +193,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -258,9 +259,13 @@ GLMWEB_CHECKPOINT_SECONDS = env_float("GLMWEB_CHECKPOINT_SECONDS", 2.0)
 GLMWEB_STALE_STREAM_SECONDS = env_float("GLMWEB_STALE_STREAM_SECONDS", 30.0)
 # Deltas arriving within this window go out in one frame; the first never waits.
 GLMWEB_COALESCE_SECONDS = env_float("GLMWEB_COALESCE_SECONDS", 0.02)
-# Names this worker process in the database so that, restarted, it can mark
-# the replies it was streaming as interrupted.
-GLMWEB_WORKER_ID = env_str("GLMWEB_WORKER_ID", "default")
+# Names this worker process in the database so that, restarted under the same
+# name, it marks the replies it was streaming as interrupted at once. Give each
+# worker its own stable name (docs/deploy.md); without one, a worker behind Redis
+# gets a name of its own and its dead replies wait for the stale sweep.
+GLMWEB_WORKER_ID = env_str(
+    "GLMWEB_WORKER_ID", f"{socket.gethostname()}-{os.getpid()}" if REDIS_URL else "default"
+)
 
 # --- Logging ------------------------------------------------------------------
 

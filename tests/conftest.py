@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
 from chat.fake_upstream import FakeUpstream, Scenario
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -35,6 +36,14 @@ def fresh_channel_layer() -> None:
     # not outlive it.
     channel_layers.backends.clear()
     generation.RUNNING.clear()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def close_connections_of_the_database_thread(django_db_setup: None) -> Iterator[None]:
+    # database_sync_to_async keeps its own connection on its own thread; close
+    # it before the test database is dropped.
+    yield
+    async_to_sync(database_sync_to_async(connections.close_all))()
 
 
 def make_user(username: str, **fields: Any) -> Any:

@@ -7,6 +7,8 @@ on PostgreSQL + Redis when DATABASE_URL / REDIS_URL point at live servers.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import socket
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -149,3 +152,57 @@ def glmweb_app(upstream_url: str, **extra_env: str) -> Iterator[App]:
             yield app
         finally:
             app.stop()
+
+
+def login_cookie(base_url: str, username: str, password: str = PASSWORD) -> str:
+    """Log in through the real login form; returns the session cookie."""
+    with httpx.Client(base_url=base_url) as client:
+        client.get("/accounts/login/")
+        response = client.post(
+            "/accounts/login/",
+            data={
+                "username": username,
+                "password": password,
+                "csrfmiddlewaretoken": client.cookies["csrftoken"],
+            },
+            headers={"Referer": f"{base_url}/accounts/login/"},
+        )
+        if response.status_code != 302:
+            raise RuntimeError(f"login failed: {response.status_code}")
+        return client.cookies["sessionid"]
+
+
+class RemoteSocket:
+    """A chat socket to a running worker over real loopback, as a browser opens it."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    @classmethod
+    async def open(cls, base_url: str, cookie: str) -> RemoteSocket:
+        import websockets
+
+        ws_url = base_url.replace("http://", "ws://") + "/ws/chat/"
+        connection = await websockets.connect(
+            ws_url,
+            origin=base_url,
+            additional_headers={"Cookie": f"sessionid={cookie}"},
+            max_size=None,
+        )
+        return cls(connection)
+
+    async def send(self, **frame: Any) -> None:
+        await self.connection.send(json.dumps(frame))
+
+    async def event(self, timeout: float = 15) -> dict[str, Any]:
+        return json.loads(await asyncio.wait_for(self.connection.recv(), timeout))
+
+    async def until(self, *types: str, timeout: float = 15) -> list[dict[str, Any]]:
+        events = []
+        while True:
+            events.append(await self.event(timeout))
+            if events[-1]["type"] in types:
+                return events
+
+    async def close(self) -> None:
+        await self.connection.close()

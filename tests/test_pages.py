@@ -76,7 +76,9 @@ def test_the_page_shows_the_sidebar_and_the_transcript(alice) -> None:
 
     html = response.content.decode()
     assert html.index("Alice&#x27;s plans") < html.index("Older plans")
-    transcript = json.loads(html.split('id="transcript-data" type="application/json">')[1].split("<")[0])
+    transcript = json.loads(
+        html.split('id="transcript-data" type="application/json">')[1].split("<")[0]
+    )
     assert [m["role"] for m in transcript] == ["user", "assistant"]
     assert transcript[1]["content"] == "**World** domination."
 

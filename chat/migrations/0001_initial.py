@@ -7,7 +7,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -16,65 +15,178 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('title', models.CharField(blank=True, help_text='Shown in the sidebar.', max_length=200)),
-                ('model', models.CharField(help_text='Upstream model name used for replies.', max_length=100)),
-                ('system_prompt', models.TextField(blank=True)),
-                ('params', models.JSONField(blank=True, default=dict, help_text='Sampling parameters sent upstream: temperature, top_p, max_tokens, stop.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True, help_text='Last activity.')),
-                ('owner', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                (
+                    "title",
+                    models.CharField(blank=True, help_text="Shown in the sidebar.", max_length=200),
+                ),
+                (
+                    "model",
+                    models.CharField(
+                        help_text="Upstream model name used for replies.", max_length=100
+                    ),
+                ),
+                ("system_prompt", models.TextField(blank=True)),
+                (
+                    "params",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="Sampling parameters sent upstream: temperature, top_p, max_tokens, stop.",
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True, help_text="Last activity.")),
+                (
+                    "owner",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conversations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('role', models.CharField(choices=[('user', 'User'), ('assistant', 'Assistant')], max_length=16)),
-                ('content', models.TextField(blank=True, help_text='The answer text (markdown).')),
-                ('reasoning', models.TextField(blank=True, help_text="The model's thinking, kept apart.")),
-                ('status', models.CharField(choices=[('streaming', 'Streaming'), ('complete', 'Complete'), ('stopped', 'Stopped'), ('error', 'Error'), ('interrupted', 'Interrupted')], default='complete', max_length=16)),
-                ('finish_reason', models.CharField(blank=True, max_length=32)),
-                ('error_code', models.CharField(blank=True, max_length=32)),
-                ('error_message', models.CharField(blank=True, max_length=300)),
-                ('client_id', models.CharField(blank=True, help_text="The client's id for a user message: a resent frame makes no second turn.", max_length=64)),
-                ('model', models.CharField(blank=True, help_text='Model that wrote the reply.', max_length=100)),
-                ('prompt_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('completion_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('total_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('usage_estimated', models.BooleanField(default=False, help_text='Token counts estimated here; the upstream sent no usage.')),
-                ('ttft_ms', models.PositiveIntegerField(blank=True, help_text='Time to first token.', null=True)),
-                ('duration_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('worker', models.CharField(blank=True, help_text='Worker process that streams this reply.', max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True, help_text='Last checkpoint while streaming.')),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='chat.conversation')),
-                ('parent', models.ForeignKey(blank=True, help_text='The message this one answers or follows; siblings are alternative branches.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='chat.message')),
+                (
+                    "id",
+                    models.UUIDField(
+                        default=uuid.uuid4, editable=False, primary_key=True, serialize=False
+                    ),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("user", "User"), ("assistant", "Assistant")], max_length=16
+                    ),
+                ),
+                ("content", models.TextField(blank=True, help_text="The answer text (markdown).")),
+                (
+                    "reasoning",
+                    models.TextField(blank=True, help_text="The model's thinking, kept apart."),
+                ),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("streaming", "Streaming"),
+                            ("complete", "Complete"),
+                            ("stopped", "Stopped"),
+                            ("error", "Error"),
+                            ("interrupted", "Interrupted"),
+                        ],
+                        default="complete",
+                        max_length=16,
+                    ),
+                ),
+                ("finish_reason", models.CharField(blank=True, max_length=32)),
+                ("error_code", models.CharField(blank=True, max_length=32)),
+                ("error_message", models.CharField(blank=True, max_length=300)),
+                (
+                    "client_id",
+                    models.CharField(
+                        blank=True,
+                        help_text="The client's id for a user message: a resent frame makes no second turn.",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "model",
+                    models.CharField(
+                        blank=True, help_text="Model that wrote the reply.", max_length=100
+                    ),
+                ),
+                ("prompt_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("completion_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("total_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "usage_estimated",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Token counts estimated here; the upstream sent no usage.",
+                    ),
+                ),
+                (
+                    "ttft_ms",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="Time to first token.", null=True
+                    ),
+                ),
+                ("duration_ms", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "worker",
+                    models.CharField(
+                        blank=True,
+                        help_text="Worker process that streams this reply.",
+                        max_length=64,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "updated_at",
+                    models.DateTimeField(
+                        auto_now=True, help_text="Last checkpoint while streaming."
+                    ),
+                ),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="chat.conversation",
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The message this one answers or follows; siblings are alternative branches.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="children",
+                        to="chat.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at'],
+                "ordering": ["created_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['owner', '-updated_at'], name='conv_owner_updated'),
+            model_name="conversation",
+            index=models.Index(fields=["owner", "-updated_at"], name="conv_owner_updated"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['conversation', 'created_at'], name='msg_conv_created'),
+            model_name="message",
+            index=models.Index(fields=["conversation", "created_at"], name="msg_conv_created"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['role', 'created_at'], name='msg_role_created'),
+            model_name="message",
+            index=models.Index(fields=["role", "created_at"], name="msg_role_created"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status', 'streaming')), fields=['worker', 'updated_at'], name='msg_streaming'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status", "streaming")),
+                fields=["worker", "updated_at"],
+                name="msg_streaming",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='message',
-            constraint=models.UniqueConstraint(condition=models.Q(('client_id', ''), _negated=True), fields=('conversation', 'client_id'), name='msg_unique_client_id'),
+            model_name="message",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("client_id", ""), _negated=True),
+                fields=("conversation", "client_id"),
+                name="msg_unique_client_id",
+            ),
         ),
     ]
