@@ -13,7 +13,6 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
-from chat.fake_upstream import FakeUpstream, Scenario
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.db import connection, connections
@@ -21,6 +20,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from chat import generation
+from chat.fake_upstream import FakeUpstream, Scenario
 
 PASSWORD = "a long enough test password 1"
 EVENT_TIMEOUT = 10
