@@ -56,9 +56,12 @@ class ThrottledLoginView(LoginView):
 
 
 def _throttle_keys(request: HttpRequest) -> list[str]:
-    username = request.POST.get("username", "").strip().lower()
-    user_hash = hashlib.sha256(username.encode()).hexdigest()[:32]
-    return [f"login-fail:user:{user_hash}", f"login-fail:ip:{_client_address(request)}"]
+    return throttle_keys(request.POST.get("username", ""), _client_address(request))
+
+
+def throttle_keys(username: str, address: str) -> list[str]:
+    user_hash = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+    return [f"login-fail:user:{user_hash}", f"login-fail:ip:{address}"]
 
 
 def _client_address(request: HttpRequest) -> str:

@@ -39,11 +39,14 @@ def fresh_channel_layer() -> None:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def close_connections_of_the_database_thread(django_db_setup: None) -> Iterator[None]:
+def close_connections_of_the_database_thread(
+    django_db_setup: None, django_db_blocker: Any
+) -> Iterator[None]:
     # database_sync_to_async keeps its own connection on its own thread; close
     # it before the test database is dropped.
     yield
-    async_to_sync(database_sync_to_async(connections.close_all))()
+    with django_db_blocker.unblock():
+        async_to_sync(database_sync_to_async(connections.close_all))()
 
 
 def make_user(username: str, **fields: Any) -> Any:
