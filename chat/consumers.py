@@ -47,6 +47,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated or not user.is_active:
+            log.info("socket refused: not logged in")
             await self.close(code=CLOSE_NOT_AUTHENTICATED)
             return
         if open_sockets[user.id] >= settings.GLMWEB_MAX_SOCKETS_PER_USER:
@@ -77,6 +78,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         try:
             frame = self.parse_frame(text_data, bytes_data)
             if not await session_is_valid(self.scope.get("session"), self.user_id):
+                log.info("socket closed: session ended", extra={"user": self.user_id})
                 await self.send_error("not_authenticated", "You have been logged out.")
                 await self.close(code=CLOSE_NOT_AUTHENTICATED)
                 return

@@ -206,3 +206,15 @@ class RemoteSocket:
 
     async def close(self) -> None:
         await self.connection.close()
+
+
+def transcript_in(html: str) -> list[dict[str, Any]]:
+    """The transcript a chat page hands to its script (json_script data)."""
+    import re
+
+    found = re.search(
+        r'<script id="transcript[^"]*" type="application/json">(.*?)</script>', html, re.S
+    )
+    if found is None:
+        raise AssertionError("no transcript data in the page")
+    return json.loads(found.group(1))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
@@ -11,6 +9,7 @@ from django.urls import reverse
 
 from chat.models import Conversation, Message
 from tests.conftest import PASSWORD
+from tests.servers import transcript_in
 
 pytestmark = pytest.mark.django_db
 
@@ -76,9 +75,7 @@ def test_the_page_shows_the_sidebar_and_the_transcript(alice) -> None:
 
     html = response.content.decode()
     assert html.index("Alice&#x27;s plans") < html.index("Older plans")
-    transcript = json.loads(
-        html.split('id="transcript-data" type="application/json">')[1].split("<")[0]
-    )
+    transcript = transcript_in(html)
     assert [m["role"] for m in transcript] == ["user", "assistant"]
     assert transcript[1]["content"] == "**World** domination."
 

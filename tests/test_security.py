@@ -84,7 +84,9 @@ def test_login_guessing_is_throttled(bob) -> None:
     assert b"Too many failed logins" in response.content
     # Someone else, from elsewhere, still logs in.
     other = Client(REMOTE_ADDR="10.9.9.10")
-    assert other.post(reverse("login"), {"username": "bob", "password": PASSWORD}).status_code == 302
+    assert (
+        other.post(reverse("login"), {"username": "bob", "password": PASSWORD}).status_code == 302
+    )
     cache.delete_many(throttle_keys("target", "10.9.9.9"))
 
 

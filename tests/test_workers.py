@@ -7,8 +7,6 @@ always sets them).
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import Iterator
 
 import httpx
@@ -16,7 +14,7 @@ import pytest
 
 from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.conftest import hosted, text_of
-from tests.servers import App, RemoteSocket, glmweb_app, login_cookie
+from tests.servers import App, RemoteSocket, glmweb_app, login_cookie, transcript_in
 
 pytestmark = pytest.mark.skipif(not hosted(), reason="needs DATABASE_URL and REDIS_URL")
 
@@ -37,9 +35,7 @@ def app(fake: FakeUpstream) -> Iterator[App]:
 
 def transcript_of(base_url: str, cookie: str, conversation: str) -> list[dict]:
     page = httpx.get(f"{base_url}/c/{conversation}/", cookies={"sessionid": cookie}).text
-    data = re.search(r'id="transcript-data" type="application/json">(.*?)</script>', page, re.S)
-    assert data is not None
-    return json.loads(data.group(1))
+    return transcript_in(page)
 
 
 async def test_a_reply_streams_to_sockets_on_another_worker_and_stops_from_there(

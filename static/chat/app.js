@@ -75,6 +75,13 @@ function scrollToBottom() {
   scroller.scrollTop = scroller.scrollHeight;
 }
 
+/** Run a DOM change, then follow the bottom if the reader was already there. */
+function keepingBottom(change) {
+  const stick = isNearBottom();
+  change();
+  if (stick) scrollToBottom();
+}
+
 const announcer = el("div", "visually-hidden");
 announcer.setAttribute("aria-live", "polite");
 document.body.append(announcer);
@@ -122,6 +129,9 @@ class Reply {
     this.typing.append(el("span"), el("span"), el("span"));
     this.footer = el("div", "reply-footer");
     this.el.append(this.thinking, this.body, this.typing, this.footer);
+    this.thinking.addEventListener("toggle", () => {
+      if (this.thinking.open) renderMarkdown(this.thinkingBody, this.reasoning);
+    });
   }
 
   get streaming() {
@@ -381,6 +391,30 @@ function autoGrow() {
   textarea.style.height = `${textarea.scrollHeight + 2}px`;
 }
 
+// Drafts survive a reload or a detour through the login page (per tab only:
+// sessionStorage, so nothing lingers on a shared computer).
+function draftKey() {
+  return `glmweb:draft:${state.conversation || "new"}`;
+}
+
+function saveDraft() {
+  try {
+    if (textarea.value) sessionStorage.setItem(draftKey(), textarea.value);
+    else sessionStorage.removeItem(draftKey());
+  } catch {
+    // Storage full or disabled: drafts just aren't kept.
+  }
+}
+
+function restoreDraft() {
+  try {
+    const draft = sessionStorage.getItem(draftKey());
+    if (draft && !textarea.value) textarea.value = draft;
+  } catch {
+    // As above.
+  }
+}
+
 function sendMessage() {
   const content = textarea.value;
   if (!content.trim() || state.pending || state.generating) return;
@@ -427,6 +461,7 @@ textarea.addEventListener("keydown", (event) => {
 });
 
 textarea.addEventListener("input", () => {
+  saveDraft();
   autoGrow();
   updateComposer();
 });
@@ -474,10 +509,16 @@ const handlers = {
     setTitle(event.title);
 
     if (mine) {
+      try {
+        sessionStorage.removeItem("glmweb:draft:new");
+      } catch {
+        // Storage disabled.
+      }
       if (textarea.value === state.pending.content) {
         textarea.value = "";
         autoGrow();
       }
+      saveDraft();
       state.pending = null;
       showComposerError("");
     }
@@ -544,14 +585,14 @@ const handlers = {
       reply.usage = event.usage || null;
       reply.ttftMs = event.ttft_ms ?? null;
       reply.durationMs = event.duration_ms ?? null;
-      const stick = isNearBottom();
-      reply.render();
-      if (stick) scrollToBottom();
     }
     if (state.generating === event.reply || state.generating === true) state.generating = null;
     announce(event.status === "stopped" ? "Reply stopped" : "Reply complete");
-    updateComposer();
-    refreshFooters();
+    keepingBottom(() => {
+      reply?.render();
+      updateComposer();
+      refreshFooters();
+    });
   },
 
   error(event) {
@@ -562,11 +603,13 @@ const handlers = {
         reply.seq = event.seq ?? reply.seq;
         reply.status = event.status || "error";
         reply.errorMessage = event.message || "";
-        reply.render();
       }
       if (state.generating === event.reply || state.generating === true) state.generating = null;
-      updateComposer();
-      refreshFooters();
+      keepingBottom(() => {
+        reply?.render();
+        updateComposer();
+        refreshFooters();
+      });
       return;
     }
     // An error about a frame we sent: the send (its text stays in the box),
@@ -633,6 +676,7 @@ window.addEventListener("online", () => socket.nudge());
 // --- start -------------------------------------------------------------------
 
 showTranscript(JSON.parse($("transcript").textContent || "[]"));
+restoreDraft();
 markCurrentInSidebar();
 updateComposer();
 autoGrow();
