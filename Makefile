@@ -57,4 +57,4 @@ vendor:
 	bash scripts/vendor.sh
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)

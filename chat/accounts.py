@@ -1,4 +1,5 @@
-"""Sign-up and a login that slows down password guessing."""
+"""Accounts: sign-up (open, closed or with approval), a login that slows down
+password guessing, and each person's usage page."""
 
 from __future__ import annotations
 
@@ -6,31 +7,71 @@ import hashlib
 import logging
 
 from django.conf import settings
-from django.contrib.auth import login
+from django.contrib.auth import get_user_model, login
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
+from django.db import transaction
 from django.forms import Form
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
 
+from chat import limits, usage
 from chat.forms import SignupForm
+from chat.models import SignupApproval
 
 log = logging.getLogger(__name__)
 
 THROTTLED_MESSAGE = "Too many failed logins. Please wait a few minutes and try again."
+PENDING_MESSAGE = (
+    "Your account is waiting for an administrator's approval. "
+    "You can log in as soon as it is approved."
+)
+
+
+def signup_policy() -> str:
+    """open, approval or closed (GLMWEB_SIGNUP; GLMWEB_SIGNUP_OPEN=false also closes it)."""
+    return settings.GLMWEB_SIGNUP if settings.GLMWEB_SIGNUP_OPEN else "closed"
 
 
 def signup(request: HttpRequest) -> HttpResponse:
-    if not settings.GLMWEB_SIGNUP_OPEN:
+    policy = signup_policy()
+    if policy == "closed":
         raise Http404("Sign-up is closed")
     if request.user.is_authenticated:
         return redirect("chat:home")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if policy == "approval":
+            # Inactive until approved: Django's login, session and the chat
+            # socket all refuse inactive users, so nothing else must remember to.
+            with transaction.atomic():
+                user = form.save(commit=False)
+                user.is_active = False
+                user.save()
+                SignupApproval.objects.create(user=user)
+            log.info("sign-up waiting for approval", extra={"user": user.pk})
+            return render(request, "registration/signup_pending.html", status=201)
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:home")
-    return render(request, "registration/signup.html", {"form": form})
+    context = {"form": form, "approval_needed": policy == "approval"}
+    return render(request, "registration/signup.html", context)
+
+
+def is_waiting_for_approval(username: str, password: str) -> bool:
+    """Right password of an account that was never approved: say so instead of "wrong"."""
+    user = (
+        get_user_model()
+        ._default_manager.filter(
+            **{get_user_model().USERNAME_FIELD: username},
+            is_active=False,
+            signup_approval__approved_at__isnull=True,
+        )
+        .first()
+    )
+    return user is not None and user.check_password(password)
 
 
 class ThrottledLoginView(LoginView):
@@ -49,6 +90,10 @@ class ThrottledLoginView(LoginView):
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form: Form) -> HttpResponse:
+        if is_waiting_for_approval(form.data.get("username", ""), form.data.get("password", "")):
+            form.errors.clear()
+            form.add_error(None, PENDING_MESSAGE)
+            return super().form_invalid(form)
         for key in _throttle_keys(self.request):
             cache.add(key, 0, settings.GLMWEB_LOGIN_WINDOW_SECONDS)
             cache.incr(key)
@@ -70,3 +115,19 @@ def _client_address(request: HttpRequest) -> str:
     if settings.USE_X_FORWARDED_HOST:
         return request.META.get("HTTP_X_REAL_IP", request.META.get("REMOTE_ADDR", ""))
     return request.META.get("REMOTE_ADDR", "")
+
+
+@never_cache
+@login_required
+def usage_page(request: HttpRequest) -> HttpResponse:
+    """A person's own tokens, limits and what admins may read: never anyone else's."""
+    days = usage.daily(request.user.pk)
+    context = {
+        "windows": usage.windows_for(request.user.pk),
+        "days": days,
+        "chart": usage.chart(days),
+        "models": usage.by_model(request.user.pk),
+        "limits": limits.status_for(request.user.pk),
+        "admins_can_read": settings.GLMWEB_ADMIN_CAN_READ_CONVERSATIONS,
+    }
+    return render(request, "chat/usage.html", context)

@@ -5,9 +5,11 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 
+from chat.accounts import signup_policy
+
 
 def glmweb(request: HttpRequest) -> dict[str, Any]:
     return {
-        "signup_open": settings.GLMWEB_SIGNUP_OPEN,
+        "signup_open": signup_policy() != "closed",
         "demo_model": settings.GLMWEB_DEMO_MODEL,
     }

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat import demo, upstream
+from chat import demo, limits, upstream, usage
 from chat.models import Conversation, Message
 from chat.params import InvalidParams, clean_params
 
@@ -102,6 +102,8 @@ def begin_send(
         return existing
     try:
         with transaction.atomic():
+            if (refusal := limits.refusal_for(user_id)) is not None:
+                raise TurnRefused("limit_reached", refusal)
             conversation = _lock_or_create_conversation(user_id, conversation_id, content)
             if cleaned:
                 conversation.params = {**conversation.params, **cleaned}
@@ -128,6 +130,8 @@ def begin_send(
 def begin_regenerate(user_id: int, conversation_id: str) -> Turn:
     """Write a new reply to the last user message; the earlier reply stays as a branch."""
     with transaction.atomic():
+        if (refusal := limits.refusal_for(user_id)) is not None:
+            raise TurnRefused("limit_reached", refusal)
         conversation = _lock_conversation(user_id, conversation_id)
         _refuse_if_generating(conversation)
         history = _current_branch(conversation)
@@ -629,21 +633,25 @@ def save_checkpoint(reply_id: uuid.UUID, content: str, reasoning: str) -> None:
 
 @database_sync_to_async
 def save_reply(reply_id: uuid.UUID, outcome: ReplyOutcome) -> None:
-    Message.objects.filter(id=reply_id).update(
-        content=outcome.content,
-        reasoning=outcome.reasoning,
-        status=outcome.status,
-        finish_reason=outcome.finish_reason,
-        error_code=outcome.error_code,
-        error_message=outcome.error_message,
-        prompt_tokens=outcome.usage.prompt_tokens,
-        completion_tokens=outcome.usage.completion_tokens,
-        total_tokens=outcome.usage.total_tokens,
-        usage_estimated=outcome.usage_estimated,
-        ttft_ms=outcome.ttft_ms,
-        duration_ms=outcome.duration_ms,
-        updated_at=timezone.now(),
-    )
+    # The reply and its line in the usage ledger (chat.usage) are saved together.
+    with transaction.atomic():
+        saved = Message.objects.filter(id=reply_id).update(
+            content=outcome.content,
+            reasoning=outcome.reasoning,
+            status=outcome.status,
+            finish_reason=outcome.finish_reason,
+            error_code=outcome.error_code,
+            error_message=outcome.error_message,
+            prompt_tokens=outcome.usage.prompt_tokens,
+            completion_tokens=outcome.usage.completion_tokens,
+            total_tokens=outcome.usage.total_tokens,
+            usage_estimated=outcome.usage_estimated,
+            ttft_ms=outcome.ttft_ms,
+            duration_ms=outcome.duration_ms,
+            updated_at=timezone.now(),
+        )
+        if saved:
+            usage.record_reply(reply_id)
 
 
 def is_running_here(conversation_id: uuid.UUID) -> bool:

@@ -182,8 +182,27 @@ LOGOUT_REDIRECT_URL = "login"
 GLMWEB_LOGIN_FAILURES = env_int("GLMWEB_LOGIN_FAILURES", 5)
 GLMWEB_LOGIN_WINDOW_SECONDS = env_int("GLMWEB_LOGIN_WINDOW_SECONDS", 300)
 
-# Open sign-up: anyone can create an account. Off: only admins create accounts.
-GLMWEB_SIGNUP_OPEN = env_bool("GLMWEB_SIGNUP_OPEN", True)
+# Sign-up: "open" (anyone), "approval" (anyone asks; an admin activates the
+# account before it can log in) or "closed" (only admins create accounts).
+# GLMWEB_SIGNUP_OPEN=false, the older switch, still means closed.
+GLMWEB_SIGNUP = env_str(
+    "GLMWEB_SIGNUP", "open" if env_bool("GLMWEB_SIGNUP_OPEN", True) else "closed"
+).lower()
+if GLMWEB_SIGNUP not in {"open", "approval", "closed"}:
+    raise ImproperlyConfigured(
+        f"GLMWEB_SIGNUP must be open, approval or closed, not {GLMWEB_SIGNUP!r}"
+    )
+GLMWEB_SIGNUP_OPEN = GLMWEB_SIGNUP != "closed"
+
+# Whether admins can read conversation text in the admin. Off: they still see
+# owners, titles hidden, usage and timings; users are told which applies.
+GLMWEB_ADMIN_CAN_READ_CONVERSATIONS = env_bool("GLMWEB_ADMIN_CAN_READ_CONVERSATIONS", True)
+
+# Default limits per person (each person's can be changed in the admin); 0: unlimited.
+GLMWEB_LIMIT_TOKENS_PER_DAY = env_int("GLMWEB_LIMIT_TOKENS_PER_DAY", 0)
+GLMWEB_LIMIT_TOKENS_PER_MONTH = env_int("GLMWEB_LIMIT_TOKENS_PER_MONTH", 0)
+GLMWEB_LIMIT_REPLIES_PER_MINUTE = env_int("GLMWEB_LIMIT_REPLIES_PER_MINUTE", 0)
+GLMWEB_LIMIT_CONCURRENT_GENERATIONS = env_int("GLMWEB_LIMIT_CONCURRENT_GENERATIONS", 0)
 
 # --- Internationalisation and static files ------------------------------------
 
@@ -201,7 +220,7 @@ STORAGES = {
         "BACKEND": (
             "django.contrib.staticfiles.storage.StaticFilesStorage"
             if DEBUG
-            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            else "glmweb.storage.StaticFilesStorage"
         )
     },
 }

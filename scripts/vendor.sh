@@ -3,7 +3,7 @@
 #
 # Each library is fetched with `npm pack NAME@VERSION` (pinned here, verified
 # by npm against the registry's integrity hash), and the browser ES-module
-# build is copied byte for byte to static/vendor/ with the version in the file
+# build is copied to static/vendor/ with the version in the file
 # name, beside its licence. static/vendor/MANIFEST.txt records what came from
 # where, with sha256 sums, so a reviewer can re-run this and diff.
 #
@@ -38,10 +38,15 @@ manifest="$dest/MANIFEST.txt"
     echo "# name version file sha256 license"
 } >"$manifest"
 
-# vendor NAME VERSION LICENSE SRC DEST: copy one file and record it
+# vendor NAME VERSION LICENSE SRC DEST: copy one file and record it. The only
+# change made: a script's sourceMappingURL comment is dropped, since the maps
+# aren't shipped and collectstatic's manifest storage fails on the missing file.
 vendor() {
     local name="$1" version="$2" license="$3" src="$4" out="$5"
-    cp "$src" "$dest/$out"
+    case "$out" in
+        *.js | *.mjs) grep -v '^//# sourceMappingURL=' "$src" >"$dest/$out" ;;
+        *) cp "$src" "$dest/$out" ;;
+    esac
     printf '%s %s %s %s %s\n' "$name" "$version" "$out" \
         "$(sha256sum "$dest/$out" | cut -d' ' -f1)" "$license" >>"$manifest"
 }
@@ -52,7 +57,7 @@ vendor marked "$MARKED" MIT "$pkg/LICENSE" "marked-$MARKED.LICENSE.txt"
 
 pkg="$(unpack dompurify "$DOMPURIFY")"
 lic="(MPL-2.0 OR Apache-2.0)"
-vendor dompurify "$DOMPURIFY" "$lic" "$pkg/dist/purify.es.mjs" "dompurify-$DOMPURIFY.es.mjs"
+vendor dompurify "$DOMPURIFY" "$lic" "$pkg/dist/purify.es.mjs" "dompurify-$DOMPURIFY.es.js"
 vendor dompurify "$DOMPURIFY" "$lic" "$pkg/LICENSE" "dompurify-$DOMPURIFY.LICENSE.txt"
 vendor dompurify "$DOMPURIFY" "$lic" "$pkg/LICENSE-MPL" "dompurify-$DOMPURIFY.LICENSE-MPL.txt"
 

@@ -67,6 +67,10 @@ def page(browser: object) -> Iterator[object]:
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.errors = errors
     yield page
+    # Shown by pytest only when the test failed: what the person saw.
+    print("url:", page.url, "errors:", errors)
+    print("alert:", page.locator("[role=alert]").all_inner_texts())
+    print("messages:", [t[:200] for t in page.locator("article").all_inner_texts()])
     context.close()
 
 
@@ -76,7 +80,15 @@ def sign_up(page: object, base_url: str, username: str) -> None:
     page.locator("#id_password1").fill(PASSWORD)
     page.locator("#id_password2").fill(PASSWORD)
     page.get_by_role("button", name="Sign up").click()
-    page.get_by_role("textbox", name="Message").wait_for()
+    wait_until_ready(page)
+
+
+def wait_until_ready(page: object) -> None:
+    try:
+        page.locator("main#chat[data-ready=true]").wait_for()
+    except playwright_api.TimeoutError:
+        print("not ready:", page.url, page.content()[:3000])
+        raise
 
 
 def last_reply(page: object) -> object:
@@ -114,6 +126,7 @@ def test_sign_up_chat_watch_it_stream_and_find_it_after_reload(page, site, fake)
     page.wait_for_url("**/c/*/")
 
     page.reload()
+    wait_until_ready(page)
     assert page.locator("article[data-role=user]").first.inner_text().strip() == "Hello, GLM"
     assert last_reply(page).inner_text().strip() == expected
     assert page.get_by_role("link", name="Hello, GLM").is_visible()
@@ -142,6 +155,7 @@ def test_shift_enter_adds_a_line_and_stop_keeps_the_partial_reply(page, site, fa
     assert 40 <= len(partial) < len(full)
     page.wait_for_url("**/c/*/")
     page.reload()
+    wait_until_ready(page)
     assert last_reply(page).inner_text().strip() == partial
     assert page.get_by_text("Stopped").first.is_visible()
     assert page.errors == []
@@ -226,6 +240,7 @@ def behind_nginx(fake: FakeUpstream) -> Iterator[str]:
     if not os.path.exists(NGINX):
         pytest.skip("needs Debian's nginx (make test installs it as root)")
     with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)  # nginx's workers drop root and must read the static files
         static_root = f"{folder}/static"
         production = {
             "DEBUG": "false",
@@ -262,9 +277,13 @@ def test_chat_through_nginx_in_front_of_two_workers(browser, behind_nginx, fake)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.errors = errors
 
-    sign_up(page, behind_nginx, "hana")
+    try:
+        sign_up(page, behind_nginx, "hana")
+    finally:
+        print("console:", errors)
     box = page.get_by_role("textbox", name="Message")
     box.fill("Through the proxy")
     box.press("Enter")
@@ -275,6 +294,7 @@ def test_chat_through_nginx_in_front_of_two_workers(browser, behind_nginx, fake)
     page.wait_for_url("**/c/*/")
     for _ in range(3):  # each reload may land on the other worker
         page.reload()
+        wait_until_ready(page)
         assert last_reply(page).inner_text().strip() == expected
     assert errors == []
     context.close()

@@ -125,7 +125,7 @@ class Reply {
     this.thinking.append(summary, this.thinkingBody);
     this.body = el("div", "md reply-body");
     this.typing = el("div", "typing");
-    this.typing.setAttribute("aria-label", "Generating");
+    this.typing.setAttribute("aria-hidden", "true");
     this.typing.append(el("span"), el("span"), el("span"));
     this.footer = el("div", "reply-footer");
     this.el.append(this.thinking, this.body, this.typing, this.footer);
@@ -321,8 +321,9 @@ function upsertSidebar(id, title) {
     item.append(link);
   }
   const link = item.querySelector("a");
-  link.textContent = title || "New chat";
-  link.title = title || "New chat";
+  // Not "New chat": that name belongs to the link that starts one.
+  link.textContent = title || "Untitled chat";
+  link.title = title || "Untitled chat";
   conversationList.prepend(item);
   $("conversation-list-empty").hidden = true;
   markCurrentInSidebar();
@@ -681,3 +682,5 @@ markCurrentInSidebar();
 updateComposer();
 autoGrow();
 socket.connect();
+// Tests and scripts can tell the page is live (the Send button is disabled until then).
+root.dataset.ready = "true";

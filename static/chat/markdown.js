@@ -4,7 +4,7 @@
 // and only then do we add our own UI (code headers, copy buttons) and syntax
 // highlighting, working on the sanitized DOM so the model can't forge either.
 import { Marked } from "../vendor/marked-18.2.1.esm.js";
-import DOMPurify from "../vendor/dompurify-3.5.0.es.mjs";
+import DOMPurify from "../vendor/dompurify-3.5.0.es.js";
 import hljs from "../vendor/highlight-11.12.0.min.js";
 
 function escapeHtml(text) {

@@ -1,0 +1,1 @@
+"""glmweb's relay benchmark: `make bench` / `python -m bench` (see bench/README.md)."""
