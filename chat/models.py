@@ -12,21 +12,48 @@ class ConversationQuerySet(models.QuerySet["Conversation"]):
         return self.filter(owner=user)
 
     def for_sidebar(self) -> ConversationQuerySet:
-        return self.only("id", "title", "updated_at").order_by("-updated_at")
+        return self.only("id", "title", "pinned", "archived", "updated_at").order_by(
+            "-pinned", "-updated_at"
+        )
 
 
 class Conversation(models.Model):
+    class TitleSource(models.TextChoices):
+        MESSAGE = "message", "first message"
+        MODEL = "model", "written by the model"
+        USER = "user", "set by the owner"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
     title = models.CharField(max_length=200, blank=True, help_text="Shown in the sidebar.")
+    title_source = models.CharField(
+        max_length=16,
+        choices=TitleSource.choices,
+        default=TitleSource.MESSAGE,
+        help_text="A title the owner set is never replaced by a generated one.",
+    )
+    title_prompt_tokens = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens the title request used (counted in usage)."
+    )
+    title_completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    current_leaf = models.ForeignKey(
+        "Message",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The newest message of the branch shown; empty means the newest message.",
+    )
     model = models.CharField(max_length=100, help_text="Upstream model name used for replies.")
     system_prompt = models.TextField(blank=True)
     params = models.JSONField(
         default=dict,
         blank=True,
-        help_text="Sampling parameters sent upstream: temperature, top_p, max_tokens, stop.",
+        help_text="Sent upstream: temperature, top_p, max_tokens, stop, thinking.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, help_text="Last activity.")
@@ -91,6 +118,14 @@ class Message(models.Model):
     worker = models.CharField(
         max_length=64, blank=True, help_text="Worker process that streams this reply."
     )
+    rating = models.SmallIntegerField(
+        null=True,
+        blank=True,
+        choices=[(1, "thumbs up"), (-1, "thumbs down")],
+        help_text="The owner's feedback on a reply.",
+    )
+    feedback_comment = models.TextField(blank=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True, help_text="Last checkpoint while streaming.")
 
@@ -119,6 +154,28 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.content[:60]}"
+
+
+class Preset(models.Model):
+    """Conversation settings a person saved under a name, to reuse."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="presets"
+    )
+    name = models.CharField(max_length=80)
+    model = models.CharField(max_length=100, blank=True)
+    system_prompt = models.TextField(blank=True)
+    params = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "name"], name="preset_owner_name"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 # --- Usage, limits, review and sign-up (admin side) ------------------------------

@@ -9,104 +9,26 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
+from tests.browser import *  # noqa: F403 (fixtures)
+from tests.browser import (
+    last_reply,
+    needs_chromium,
+    reply_lengths_while_streaming,
+    sign_up,
+    wait_until_ready,
+)
 from tests.conftest import hosted
 from tests.servers import ROOT, free_port, glmweb_app, wait_for_http
 
-CHROMIUM = "/usr/bin/chromium"
 NGINX = "/usr/sbin/nginx"
-PASSWORD = "a long enough test password 1"
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM), reason="needs Debian's chromium (make test installs it as root)"
-)
-
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with playwright_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield launched
-        launched.close()
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeUpstream]:
-    with FakeUpstream().run_in_thread() as upstream:
-        yield upstream
-
-
-@pytest.fixture(scope="module")
-def site(fake: FakeUpstream) -> Iterator[str]:
-    with glmweb_app(fake.base_url) as app:
-        yield app.start_worker("browser")
-
-
-@pytest.fixture
-def page(browser: object) -> Iterator[object]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.errors = errors
-    yield page
-    # Shown by pytest only when the test failed: what the person saw.
-    print("url:", page.url, "errors:", errors)
-    print("alert:", page.locator("[role=alert]").all_inner_texts())
-    print("messages:", [t[:200] for t in page.locator("article").all_inner_texts()])
-    context.close()
-
-
-def sign_up(page: object, base_url: str, username: str) -> None:
-    page.goto(f"{base_url}/accounts/signup/")
-    page.locator("#id_username").fill(username)
-    page.locator("#id_password1").fill(PASSWORD)
-    page.locator("#id_password2").fill(PASSWORD)
-    page.get_by_role("button", name="Sign up").click()
-    wait_until_ready(page)
-
-
-def wait_until_ready(page: object) -> None:
-    try:
-        page.locator("main#chat[data-ready=true]").wait_for()
-    except playwright_api.TimeoutError:
-        print("not ready:", page.url, page.content()[:3000])
-        raise
-
-
-def last_reply(page: object) -> object:
-    return page.locator("article[data-role=assistant] .reply-body").last
-
-
-def reply_lengths_while_streaming(page: object, timeout: float = 20) -> list[int]:
-    """Sample the reply's visible length until Send comes back."""
-    lengths = []
-    deadline = time.monotonic() + timeout
-    send = page.get_by_role("button", name="Send")
-    while time.monotonic() < deadline:
-        if last_reply(page).count():
-            lengths.append(len(last_reply(page).inner_text()))
-        if lengths and send.is_visible() and send.is_enabled():
-            break
-        page.wait_for_timeout(50)
-    return lengths
+pytestmark = needs_chromium
 
 
 def test_sign_up_chat_watch_it_stream_and_find_it_after_reload(page, site, fake) -> None:
