@@ -118,6 +118,10 @@ class Message(models.Model):
     worker = models.CharField(
         max_length=64, blank=True, help_text="Worker process that streams this reply."
     )
+    context_left_out = models.PositiveIntegerField(
+        default=0,
+        help_text="Earlier messages left out of this reply's request to fit the model's context.",
+    )
     rating = models.SmallIntegerField(
         null=True,
         blank=True,
