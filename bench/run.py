@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
     parser.add_argument("--no-probe", action="store_true", help="skip the concurrency probe")
     parser.add_argument(
         "--probe-steps",
-        default="10,25,50,100,200,300,500,700,1000",
+        default="25,50,100,200,300,500,700,1000",
         help="concurrency steps of the probe",
     )
     parser.add_argument("--probe-seconds", type=float, default=60, help="time cap of the probe")
@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None) -> tuple[Settings, argparse.Namespace]:
             concurrency=[1, 50, 200, 500],
             bursts=2,
             long_tokens=20_000,
-            long_delay=0.0005,
+            long_delay=0.00025,
             leak_turns=1000 if args.leak_turns is None else args.leak_turns,
             probe_steps=[] if args.no_probe else [int(n) for n in args.probe_steps.split(",")],
             probe_seconds=args.probe_seconds,
@@ -162,8 +162,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+STARTED = time.monotonic()
+
+
 def log(message: str) -> None:
-    print(f"   {message}", file=sys.stderr, flush=True)
+    print(f"   {time.monotonic() - STARTED:5.0f} s  {message}", file=sys.stderr, flush=True)
 
 
 def run_backend(kind: str, upstream_url: str, settings: Settings) -> dict[str, Any]:
@@ -241,8 +244,9 @@ async def scenarios(
     out["idle_sockets"] = await drive.idle_sockets(target, settings.idle_sockets)
     log(f"idle: {out['rss_idle_mb']} MB, {out['idle_sockets']['kb_per_socket']} KB/socket")
 
+    # Short turns: only their first token is measured.
     out["first_token_1_stream"] = await drive.compare(
-        target, 1, drive.Plan(tokens=10, delay=0.02), turns=settings.ttft_turns
+        target, 1, drive.Plan(tokens=3, delay=0.02), turns=settings.ttft_turns
     )
     log("first token, 1 stream: done")
     stream_plan = drive.Plan(tokens=200 if not settings.quick else 50, delay=0.02)
@@ -263,7 +267,7 @@ async def scenarios(
     )
     log("long stream: done")
     if settings.leak_turns:
-        out["leak"] = await drive.leak_check(target, settings.leak_turns, concurrency=10)
+        out["leak"] = await drive.leak_check(target, settings.leak_turns, concurrency=20)
         log(f"leak check: {out['leak']['growth_mb']} MB over {settings.leak_turns} turns")
     if settings.probe_steps:
         measured = {

@@ -248,6 +248,9 @@ def glmweb(kind: str, upstream_url: str, max_sockets_per_user: int) -> Iterator[
             "LOG_LEVEL": "WARNING",
             "UPSTREAM_API_KEY": "bench-key",
             "UPSTREAM_BASE_URL": upstream_url,
+            # Every benchmark turn opens a new conversation, which in real use
+            # asks for a title once per conversation, not once per turn.
+            "GLMWEB_GENERATED_TITLES": "false",
             # Many sockets from a few benchmark accounts (the default is 20 per user).
             "GLMWEB_MAX_SOCKETS_PER_USER": str(max_sockets_per_user),
         }

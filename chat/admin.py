@@ -17,7 +17,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Sum
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -27,7 +27,7 @@ from django.utils.dateparse import parse_date
 from django.utils.html import format_html
 
 from chat import limits, usage
-from chat.generation import branch_ending_at
+from chat.generation import shown_branch
 from chat.markdown import render as render_markdown
 from chat.models import (
     Conversation,
@@ -82,13 +82,54 @@ class ReplyStatusFilter(admin.SimpleListFilter):
         return queryset.filter(Exists(replies))
 
 
+class RatingFilter(admin.SimpleListFilter):
+    """Conversations whose owner rated a reply: where to look for good and bad answers."""
+
+    title = "reply feedback"
+    parameter_name = "rating"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("any", "has rated replies"),
+            ("1", "has a thumbs up"),
+            ("-1", "has a thumbs down"),
+            ("comment", "has a feedback comment"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        rated = Message.objects.filter(conversation=OuterRef("pk"), role=Message.Role.ASSISTANT)
+        match self.value():
+            case "any":
+                rated = rated.filter(rating__isnull=False)
+            case "1" | "-1":
+                rated = rated.filter(rating=int(self.value()))
+            case "comment":
+                rated = rated.exclude(feedback_comment="")
+            case _:
+                return queryset
+        return queryset.filter(Exists(rated))
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     """Read-only: admins review conversations, they never change what anyone said."""
 
-    list_display = ("title_shown", "owner", "model", "message_count", "tokens", "updated_at")
+    list_display = (
+        "title_shown",
+        "owner",
+        "model",
+        "message_count",
+        "tokens",
+        "feedback",
+        "updated_at",
+    )
     list_select_related = ("owner",)
-    list_filter = (("updated_at", admin.DateFieldListFilter), "model", ReplyStatusFilter)
+    list_filter = (
+        ("updated_at", admin.DateFieldListFilter),
+        "model",
+        ReplyStatusFilter,
+        RatingFilter,
+    )
     date_hierarchy = None
     show_full_result_count = False  # a second COUNT over all conversations on every page
     change_form_template = "admin/chat/conversation/change_form.html"
@@ -101,6 +142,8 @@ class ConversationAdmin(admin.ModelAdmin):
             .annotate(
                 message_count=_per_conversation(Count("id")),
                 tokens=_per_conversation(Sum("total_tokens")),
+                thumbs_up=_per_conversation(Count("id", filter=Q(rating=1))),
+                thumbs_down=_per_conversation(Count("id", filter=Q(rating=-1))),
             )
         )
 
@@ -156,6 +199,12 @@ class ConversationAdmin(admin.ModelAdmin):
     def tokens(self, conversation: Conversation) -> int:
         return conversation.tokens or 0  # type: ignore[attr-defined]
 
+    @admin.display(description="feedback")
+    def feedback(self, conversation: Conversation) -> str:
+        up = conversation.thumbs_up or 0  # type: ignore[attr-defined]
+        down = conversation.thumbs_down or 0  # type: ignore[attr-defined]
+        return f"{up} up · {down} down" if up or down else ""
+
     def render_change_form(
         self,
         request: HttpRequest,
@@ -194,7 +243,7 @@ def record_access(admin_user: Any, conversation: Conversation, *, content_shown:
 def review_transcript(conversation: Conversation, *, with_text: bool) -> list[dict[str, Any]]:
     """Every message, oldest first (one query), marked when not on the branch shown."""
     messages = list(conversation.messages.order_by("created_at"))
-    shown = {m.id for m in branch_ending_at(messages[-1], messages)} if messages else set()
+    shown = {m.id for m in shown_branch(conversation, messages)}
     return [
         {
             "message": message,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import Counter
 from typing import Any
 
@@ -20,7 +21,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils.crypto import constant_time_compare
 
-from chat import generation
+from chat import generation, relay
 from chat.generation import TurnRefused
 from chat.transcript import owns_conversation, reply_state
 
@@ -43,6 +44,7 @@ class FrameError(Exception):
 
 class ChatConsumer(AsyncWebsocketConsumer):
     user_id: int | None = None
+    session_checked_at: float | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -61,6 +63,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.joined: set[str] = set()
         self.seen_seq: dict[str, int] = {}
         self.awaiting_snapshot: dict[str, asyncio.Task[None]] = {}
+        # Conversations whose turn on another worker sends this socket its events.
+        self.following: set[str] = set()
+        self.outbox: asyncio.Queue[tuple[dict[str, Any], str | None]] = asyncio.Queue()
+        self.writer: asyncio.Task[None] | None = None
+        self.writing = asyncio.Lock()
+        self.session_checked_at: float | None = None
         await database_sync_to_async(generation.recover_once)()
         await self.accept()
 
@@ -70,6 +78,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         open_sockets[self.user_id] -= 1
         for conversation in list(self.joined):
             await self.leave_group(conversation)
+        if self.writer is not None:
+            self.writer.cancel()
         self.user_id = None
 
     # --- Frames in -------------------------------------------------------------
@@ -77,7 +87,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
             frame = self.parse_frame(text_data, bytes_data)
-            if not await session_is_valid(self.scope.get("session"), self.user_id):
+            if not await self.session_still_valid():
                 log.info("socket closed: session ended", extra={"user": self.user_id})
                 await self.send_error("not_authenticated", "You have been logged out.")
                 await self.close(code=CLOSE_NOT_AUTHENTICATED)
@@ -85,7 +95,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
             handler = getattr(self, f"frame_{frame['type']}", None)
             if handler is None:
                 raise FrameError("bad_frame", f"Unknown frame type {frame['type'][:40]!r}.")
-            await handler(frame)
+            # Turn events wait while a frame is handled: a join's answer comes
+            # before the events that follow it.
+            async with self.writing:
+                await handler(frame)
         except FrameError as error:
             log.info("frame refused", extra={"user": self.user_id, "code": error.code})
             await self.send_error(error.code, error.message)
@@ -121,7 +134,45 @@ class ChatConsumer(AsyncWebsocketConsumer):
             )
         try:
             turn = await database_sync_to_async(generation.begin_send)(
-                self.user_id, conversation, content, client_id, frame.get("params")
+                self.user_id,
+                conversation,
+                content,
+                client_id,
+                frame.get("params"),
+                frame.get("settings"),
+            )
+        except TurnRefused as refused:
+            fields = {"fields": refused.fields} if refused.fields else {}
+            await self.send_error(
+                refused.code,
+                refused.message,
+                client_id=client_id,
+                conversation=conversation,
+                **fields,
+            )
+            return
+        await self.begin(turn)
+
+    async def frame_regenerate(self, frame: dict[str, Any]) -> None:
+        conversation = required_id(frame.get("conversation"))
+        reply = optional_id(frame.get("reply"), "reply")
+        try:
+            turn = await database_sync_to_async(generation.begin_regenerate)(
+                self.user_id, conversation, reply
+            )
+        except TurnRefused as refused:
+            await self.send_error(refused.code, refused.message, conversation=conversation)
+            return
+        await self.begin(turn)
+
+    async def frame_edit(self, frame: dict[str, Any]) -> None:
+        conversation = required_id(frame.get("conversation"))
+        message = required_id(frame.get("message"), "message")
+        client_id = checked_client_id(frame)
+        content = checked_content(frame)
+        try:
+            turn = await database_sync_to_async(generation.begin_edit)(
+                self.user_id, conversation, message, content, client_id
             )
         except TurnRefused as refused:
             await self.send_error(
@@ -130,16 +181,29 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return
         await self.begin(turn)
 
-    async def frame_regenerate(self, frame: dict[str, Any]) -> None:
+    async def frame_continue(self, frame: dict[str, Any]) -> None:
         conversation = required_id(frame.get("conversation"))
+        reply = required_id(frame.get("reply"), "reply")
         try:
-            turn = await database_sync_to_async(generation.begin_regenerate)(
-                self.user_id, conversation
+            turn = await database_sync_to_async(generation.begin_continue)(
+                self.user_id, conversation, reply
             )
         except TurnRefused as refused:
             await self.send_error(refused.code, refused.message, conversation=conversation)
             return
         await self.begin(turn)
+
+    async def frame_switch(self, frame: dict[str, Any]) -> None:
+        conversation = required_id(frame.get("conversation"))
+        leaf = required_id(frame.get("leaf"), "leaf")
+        try:
+            shown = await database_sync_to_async(generation.switch_branch)(
+                self.user_id, conversation, leaf
+            )
+        except TurnRefused as refused:
+            await self.send_error(refused.code, refused.message, conversation=conversation)
+            return
+        await self.send_event({"type": "switched", "conversation": conversation, "leaf": shown})
 
     async def begin(self, turn: generation.Turn) -> None:
         # Join before the turn starts, so this socket gets its start event.
@@ -152,9 +216,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def frame_stop(self, frame: dict[str, Any]) -> None:
         conversation = required_id(frame.get("conversation"))
         await self.require_owned(conversation)
-        await self.channel_layer.group_send(
-            generation.control_group(conversation), generation.stop_message()
-        )
+        await generation.request_stop(self.channel_layer, conversation)
 
     async def frame_join(self, frame: dict[str, Any]) -> None:
         conversation = required_id(frame.get("conversation"))
@@ -167,13 +229,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             {"type": "joined", "conversation": conversation, "generating": generating}
         )
         if generating:
-            await self.channel_layer.group_send(
-                generation.control_group(conversation),
-                generation.snapshot_request(self.channel_name),
-            )
-            self.awaiting_snapshot[conversation] = asyncio.create_task(
-                self.snapshot_from_database_later(conversation)
-            )
+            await self.request_snapshot(conversation)
 
     async def frame_leave(self, frame: dict[str, Any]) -> None:
         await self.leave_group(required_id(frame.get("conversation")))
@@ -184,22 +240,84 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     # --- Events out ------------------------------------------------------------
 
+    def deliver(self, event: dict[str, Any], text: str | None) -> None:
+        # From a turn in this process (chat.relay) or, with text None, from the
+        # layer. One queue keeps them in order, and this socket's own writer
+        # task means a slow socket never holds up a turn.
+        self.outbox.put_nowait((event, text))
+        if self.writer is None:
+            self.writer = asyncio.create_task(self.write_events())
+
     async def chat_event(self, message: dict[str, Any]) -> None:
-        event = message["event"]
+        """A turn's event through the channel layer: from a turn on another worker."""
+        if message.get("origin") != relay.PROCESS:  # this process's came directly
+            self.deliver(message["event"], None)
+
+    async def chat_title(self, message: dict[str, Any]) -> None:
+        """A generated title (chat.titles): not part of a turn, so no seq."""
+        # A socket closing may still get a message queued before it left the group.
+        if self.user_id is not None and message["event"]["conversation"] in self.joined:
+            async with self.writing:
+                await self.send_event(message["event"])
+
+    async def write_events(self) -> None:
+        while True:
+            event, text = await self.outbox.get()
+            try:
+                async with self.writing:
+                    await self.forward(event, text)
+            except Exception:
+                log.exception("event not forwarded", extra={"user": self.user_id})
+
+    async def forward(self, event: dict[str, Any], text: str | None) -> None:
         conversation = event["conversation"]
         if conversation not in self.joined:
             return
-        if event["type"] == "snapshot":
+        kind, reply, seq = event["type"], event["reply"], event["seq"]
+        seen = self.seen_seq.get(reply, -1)
+        if kind == "start":
+            # A new turn (a continued reply starts again from seq 0).
             self.cancel_snapshot_wait(conversation)
-        elif event["type"] in ("done", "error") and conversation in self.awaiting_snapshot:
-            # The turn ended before it could answer our snapshot request: its
-            # final text is saved by now.
+        elif kind == "snapshot":
             self.cancel_snapshot_wait(conversation)
-            await self.send_database_snapshot(conversation, before_seq=event["seq"])
-        elif event["seq"] <= self.seen_seq.get(event["reply"], -1):
+        elif seq <= seen:
             return
-        self.seen_seq[event["reply"]] = event["seq"]
-        await self.send_event(event)
+        elif kind in ("done", "error"):
+            self.following.discard(conversation)
+            if conversation in self.awaiting_snapshot or seen < seq - 1:
+                # Deltas went missing (the turn ended before it answered our
+                # snapshot request, or the layer dropped some): its final text
+                # is saved by now.
+                self.cancel_snapshot_wait(conversation)
+                await self.send_database_snapshot(conversation, before_seq=seq)
+        elif conversation in self.awaiting_snapshot:
+            return  # the snapshot on its way includes it
+        elif seq > seen + 1:
+            await self.request_snapshot(conversation)  # it includes the missing text
+            return
+        self.seen_seq[reply] = seq
+        await self.send(text_data=relay.encode(event) if text is None else text)
+        if kind == "start" and text is None:
+            await self.request_snapshot(conversation)  # follow the turn on the other worker
+
+    async def request_snapshot(self, conversation: str) -> None:
+        runner = generation.running_here(conversation)
+        if runner is not None:
+            snapshot = runner.snapshot()
+            # The deltas already queued are in it.
+            self.seen_seq[snapshot["reply"]] = snapshot["seq"]
+            self.deliver(snapshot, relay.encode(snapshot))
+            return
+        if conversation in self.awaiting_snapshot:
+            return
+        # It may run on another worker: ask it, and fall back on the database.
+        self.awaiting_snapshot[conversation] = asyncio.create_task(
+            self.snapshot_from_database_later(conversation)
+        )
+        self.following.add(conversation)
+        await self.channel_layer.group_send(
+            generation.control_group(conversation), generation.snapshot_request(self.channel_name)
+        )
 
     async def snapshot_from_database_later(self, conversation: str) -> None:
         # No live turn answered (its worker died): show what was saved.
@@ -227,6 +345,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def join_group(self, conversation: str) -> None:
         if conversation not in self.joined:
             self.joined.add(conversation)
+            relay.join(conversation, self)
             await self.channel_layer.group_add(
                 generation.conversation_group(conversation), self.channel_name
             )
@@ -235,8 +354,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.cancel_snapshot_wait(conversation)
         if conversation in self.joined:
             self.joined.discard(conversation)
+            relay.leave(conversation, self)
             await self.channel_layer.group_discard(
                 generation.conversation_group(conversation), self.channel_name
+            )
+        if conversation in self.following:
+            self.following.discard(conversation)
+            await self.channel_layer.group_send(
+                generation.control_group(conversation),
+                generation.unfollow_message(self.channel_name),
             )
 
     async def send_event(self, event: dict[str, Any]) -> None:
@@ -245,15 +371,48 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_error(self, code: str, message: str, **fields: Any) -> None:
         await self.send_event({"type": "error", "code": code, "message": message, **fields})
 
+    async def session_still_valid(self) -> bool:
+        # The check costs two queries: a socket sending frames quickly reuses it
+        # for a moment.
+        now = time.monotonic()
+        checked = self.session_checked_at
+        if checked is not None and now - checked < settings.GLMWEB_SESSION_RECHECK_SECONDS:
+            return True
+        valid = await session_is_valid(self.scope.get("session"), self.user_id)
+        self.session_checked_at = now if valid else None
+        return valid
 
-def optional_id(value: object) -> str | None:
-    return None if value is None else required_id(value)
+
+def optional_id(value: object, name: str = "conversation") -> str | None:
+    return None if value is None else required_id(value, name)
 
 
-def required_id(value: object) -> str:
+def required_id(value: object, name: str = "conversation") -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= 64:
-        raise FrameError("bad_frame", "conversation must be a conversation id.")
+        raise FrameError("bad_frame", f"{name} must be a {name} id.")
     return value
+
+
+def checked_client_id(frame: dict[str, Any]) -> str:
+    client_id = frame.get("client_id")
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+        raise FrameError("bad_frame", "client_id must be a string of 1 to 64 characters.")
+    return client_id
+
+
+def checked_content(frame: dict[str, Any]) -> str:
+    content = frame.get("content")
+    if not isinstance(content, str):
+        raise FrameError("bad_frame", "content must be a string.")
+    if not content.strip():
+        raise FrameError("empty_message", "Type a message first.")
+    if len(content) > settings.GLMWEB_MAX_MESSAGE_CHARS:
+        raise FrameError(
+            "too_large",
+            f"Messages can be at most {settings.GLMWEB_MAX_MESSAGE_CHARS:,} characters; "
+            f"this one has {len(content):,}.",
+        )
+    return content
 
 
 @database_sync_to_async

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -28,11 +28,20 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
-from chat import demo, limits, upstream, usage
+from chat import demo, limits, relay, titles, upstream, usage
 from chat.models import Conversation, Message
-from chat.params import InvalidParams, clean_params
+from chat.params import (
+    ConversationSettings,
+    InvalidParams,
+    clean_params,
+    clean_settings,
+    context_tokens,
+    default_settings,
+    model_named,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +51,12 @@ TITLE_CHARS = 60
 class TurnRefused(Exception):
     """A send or regenerate that can't start; ``code`` is a protocol error code."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, fields: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        # For bad settings: each wrong field and what it may be.
+        self.fields = fields
 
 
 def conversation_group(conversation_id: uuid.UUID | str) -> str:
@@ -71,6 +82,12 @@ class Turn:
     request: upstream.ChatRequest
     user_message: dict[str, Any] | None
     is_new: bool = True
+    # A continued reply: its saved text and usage, which the new text extends.
+    prefix_content: str = ""
+    prefix_reasoning: str = ""
+    prior_usage: upstream.Usage | None = None
+    # Earlier messages left out of the request to fit the model's context.
+    context_left_out: int = 0
 
     def start_event(self) -> dict[str, Any]:
         return {
@@ -82,6 +99,8 @@ class Turn:
             "model": self.model,
             "user_message": self.user_message,
             "parent": str(self.parent_id),
+            "continued": self.prior_usage is not None,
+            "context_left_out": self.context_left_out,
         }
 
 
@@ -91,12 +110,18 @@ def begin_send(
     content: str,
     client_id: str,
     params: dict[str, Any],
+    chosen: object = None,
 ) -> Turn:
-    """Save the user message and an empty reply; answer a resent frame with its turn."""
+    """Save the user message and an empty reply; answer a resent frame with its turn.
+
+    ``chosen`` (the frame's ``settings``) replaces the conversation's settings;
+    a new conversation without them takes the defaults.
+    """
     try:
         cleaned = clean_params(params)
+        chosen_settings = None if chosen is None else clean_settings(chosen)
     except InvalidParams as error:
-        raise TurnRefused("bad_params", str(error)) from None
+        raise TurnRefused("bad_params", str(error), error.errors) from None
     existing = _turn_for_client_id(user_id, client_id)
     if existing is not None:
         return existing
@@ -105,10 +130,13 @@ def begin_send(
             if (refusal := limits.refusal_for(user_id)) is not None:
                 raise TurnRefused("limit_reached", refusal)
             conversation = _lock_or_create_conversation(user_id, conversation_id, content)
+            if chosen_settings is not None:
+                apply_settings(conversation, chosen_settings)
             if cleaned:
-                conversation.params = {**conversation.params, **cleaned}
+                conversation.params = _params_for(conversation.model, conversation.params, cleaned)
             _refuse_if_generating(conversation)
             history = _current_branch(conversation)
+            _refuse_if_over_context(conversation, history, content)
             user_message = conversation.messages.create(
                 role=Message.Role.USER,
                 content=content,
@@ -116,7 +144,11 @@ def begin_send(
                 parent_id=history[-1].id if history else None,
             )
             reply = _create_reply(conversation, parent=user_message)
-            conversation.save(update_fields=["params", "title", "updated_at"])
+            conversation.current_leaf = reply
+            settings_fields = ["model", "system_prompt", "params"]
+            conversation.save(
+                update_fields=[*settings_fields, "title", "current_leaf", "updated_at"]
+            )
     except IntegrityError:
         # Two copies of one frame raced past the lookup: the unique client id
         # let exactly one through, so answer with that one.
@@ -127,21 +159,127 @@ def begin_send(
     return _make_turn(conversation, [*history, user_message], reply, user_message)
 
 
-def begin_regenerate(user_id: int, conversation_id: str) -> Turn:
-    """Write a new reply to the last user message; the earlier reply stays as a branch."""
+def begin_regenerate(user_id: int, conversation_id: str, reply_id: str | None = None) -> Turn:
+    """Write a new reply beside ``reply_id`` (by default the last reply shown).
+
+    The earlier reply stays as a sibling branch; the new one is shown.
+    """
     with transaction.atomic():
-        if (refusal := limits.refusal_for(user_id)) is not None:
-            raise TurnRefused("limit_reached", refusal)
-        conversation = _lock_conversation(user_id, conversation_id)
-        _refuse_if_generating(conversation)
+        conversation = _lock_for_turn(user_id, conversation_id)
         history = _current_branch(conversation)
+        if reply_id is not None:
+            reply = _message_in(conversation, reply_id, Message.Role.ASSISTANT)
+            history = branch_ending_at(reply, list(conversation.messages.all()))[:-1]
         while history and history[-1].role != Message.Role.USER:
             history.pop()
         if not history:
             raise TurnRefused("not_found", "There is no message to answer in this conversation.")
         reply = _create_reply(conversation, parent=history[-1])
-        conversation.save(update_fields=["updated_at"])
+        _show(conversation, reply)
     return _make_turn(conversation, history, reply, None)
+
+
+def begin_edit(
+    user_id: int, conversation_id: str, message_id: str, content: str, client_id: str
+) -> Turn:
+    """Save an edited copy of a user message beside it, and start a reply to the copy.
+
+    The original message and everything under it stay as another branch.
+    """
+    existing = _turn_for_client_id(user_id, client_id)
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            conversation = _lock_for_turn(user_id, conversation_id)
+            edited = _message_in(conversation, message_id, Message.Role.USER)
+            messages = list(conversation.messages.order_by("created_at"))
+            parent = next((m for m in messages if m.id == edited.parent_id), None)
+            history = branch_ending_at(parent, messages) if parent else []
+            _refuse_if_over_context(conversation, history, content)
+            user_message = conversation.messages.create(
+                role=Message.Role.USER, content=content, client_id=client_id, parent=parent
+            )
+            reply = _create_reply(conversation, parent=user_message)
+            _show(conversation, reply)
+    except IntegrityError:
+        existing = _turn_for_client_id(user_id, client_id)
+        if existing is None:
+            raise
+        return existing
+    return _make_turn(conversation, [*history, user_message], reply, user_message)
+
+
+def begin_continue(user_id: int, conversation_id: str, reply_id: str) -> Turn:
+    """Stream more of a reply cut at the length limit into the same message.
+
+    The request is the branch up to and including the partial reply; the new
+    text is appended to it (see ``Turn.prefix_content``).
+    """
+    with transaction.atomic():
+        conversation = _lock_for_turn(user_id, conversation_id)
+        reply = _message_in(conversation, reply_id, Message.Role.ASSISTANT)
+        if reply.finish_reason != "length" or reply.children.exists():
+            raise TurnRefused(
+                "cannot_continue", "Only the last reply, cut at the length limit, can be continued."
+            )
+        history = branch_ending_at(reply, list(conversation.messages.all()))
+        prior = upstream.Usage(
+            reply.prompt_tokens or 0, reply.completion_tokens or 0, reply.total_tokens or 0
+        )
+        reply.status = Message.Status.STREAMING
+        reply.finish_reason = ""
+        reply.worker = settings.GLMWEB_WORKER_ID
+        reply.save(update_fields=["status", "finish_reason", "worker", "updated_at"])
+        _show(conversation, reply)
+    turn = _make_turn(conversation, history, reply, None)
+    turn.prefix_content = reply.content
+    turn.prefix_reasoning = reply.reasoning
+    turn.prior_usage = prior
+    return turn
+
+
+def switch_branch(user_id: int, conversation_id: str, leaf_id: str) -> str:
+    """Show the branch through ``leaf_id``; returns the leaf actually shown."""
+    with transaction.atomic():
+        conversation = _lock_conversation(user_id, conversation_id)
+        _refuse_if_generating(conversation)
+        conversation.current_leaf = _message_in(conversation, leaf_id, None)
+        leaf = shown_branch(conversation, list(conversation.messages.all()))[-1]
+        conversation.current_leaf = leaf
+        conversation.save(update_fields=["current_leaf"])
+        return str(leaf.id)
+
+
+def _lock_for_turn(user_id: int, conversation_id: str) -> Conversation:
+    if (refusal := limits.refusal_for(user_id)) is not None:
+        raise TurnRefused("limit_reached", refusal)
+    conversation = _lock_conversation(user_id, conversation_id)
+    _refuse_if_generating(conversation)
+    return conversation
+
+
+def _message_in(conversation: Conversation, message_id: str, role: str | None) -> Message:
+    found = conversation.messages.filter(id=message_id) if _is_uuid(message_id) else None
+    if role is not None and found is not None:
+        found = found.filter(role=role)
+    message = found.first() if found is not None else None
+    if message is None:
+        raise TurnRefused("not_found", "That message doesn't exist.")
+    return message
+
+
+def _is_uuid(value: object) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
+
+
+def _show(conversation: Conversation, leaf: Message) -> None:
+    conversation.current_leaf = leaf
+    conversation.save(update_fields=["current_leaf", "updated_at"])
 
 
 def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
@@ -156,8 +294,9 @@ def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
     if reply is None:
         return None
     conversation = user_message.conversation
-    turn = _make_turn(conversation, [user_message], reply, user_message)
+    turn = _make_turn(conversation, [user_message], reply, user_message, record=False)
     turn.is_new = False
+    turn.context_left_out = reply.context_left_out
     return turn
 
 
@@ -166,11 +305,28 @@ def _lock_or_create_conversation(
 ) -> Conversation:
     if conversation_id is not None:
         return _lock_conversation(user_id, conversation_id)
+    defaults = default_settings()
     return Conversation.objects.create(
         owner_id=user_id,
         title=title_from(first_message),
-        model=settings.UPSTREAM_MODEL,
+        model=defaults.model,
+        system_prompt=defaults.system_prompt,
+        params=defaults.params,
     )
+
+
+def apply_settings(conversation: Conversation, chosen: ConversationSettings) -> None:
+    """Set (not save) checked settings on a conversation."""
+    conversation.model = chosen.model
+    conversation.system_prompt = chosen.system_prompt
+    conversation.params = chosen.params
+
+
+def _params_for(model: str, saved: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return clean_params({**saved, **changes}, model)
+    except InvalidParams as error:
+        raise TurnRefused("bad_params", str(error), error.errors) from None
 
 
 def _lock_conversation(user_id: int, conversation_id: str) -> Conversation:
@@ -202,9 +358,30 @@ def _create_reply(conversation: Conversation, parent: Message) -> Message:
 
 
 def _current_branch(conversation: Conversation) -> list[Message]:
-    """The messages shown: from the newest message up through its parents."""
-    messages = list(conversation.messages.order_by("created_at"))
-    return branch_ending_at(messages[-1], messages) if messages else []
+    """The messages shown, oldest first: the branch of ``current_leaf``."""
+    return shown_branch(conversation, list(conversation.messages.order_by("created_at")))
+
+
+def shown_branch(conversation: Conversation, messages: list[Message]) -> list[Message]:
+    """The branch shown among ``messages`` (all of the conversation's, oldest first).
+
+    It ends at ``current_leaf`` and then follows the newest child down, so a
+    stale leaf still ends on a message; with no leaf saved (older data) it is
+    the newest message's branch.
+    """
+    if not messages:
+        return []
+    by_id = {message.id: message for message in messages}
+    leaf = by_id.get(conversation.current_leaf_id) if conversation.current_leaf_id else None
+    if leaf is None:
+        return branch_ending_at(messages[-1], messages)
+    newest_child: dict[uuid.UUID, Message] = {}
+    for message in messages:
+        if message.parent_id is not None:
+            newest_child[message.parent_id] = message
+    while leaf.id in newest_child:
+        leaf = newest_child[leaf.id]
+    return branch_ending_at(leaf, messages)
 
 
 def branch_ending_at(leaf: Message, messages: list[Message]) -> list[Message]:
@@ -223,41 +400,127 @@ def _make_turn(
     history: list[Message],
     reply: Message,
     user_message: Message | None,
+    *,
+    record: bool = True,
 ) -> Turn:
+    context = fit_context(conversation, history)
+    if record and context.left_out != reply.context_left_out:
+        Message.objects.filter(id=reply.id).update(context_left_out=context.left_out)
     return Turn(
         conversation_id=conversation.id,
         reply_id=reply.id,
         parent_id=reply.parent_id,
         title=str(conversation),
         model=reply.model,
-        request=build_request(conversation, history),
+        request=request_for(conversation, context),
+        context_left_out=context.left_out,
         user_message=None
         if user_message is None
         else {
             "id": str(user_message.id),
             "content": user_message.content,
             "client_id": user_message.client_id,
+            "parent": str(user_message.parent_id) if user_message.parent_id else None,
+            "created_at": user_message.created_at.isoformat(),
         },
     )
 
 
 def build_request(conversation: Conversation, history: list[Message]) -> upstream.ChatRequest:
-    messages = []
-    if conversation.system_prompt:
-        messages.append({"role": "system", "content": conversation.system_prompt})
-    for message in history:
-        # An empty reply (failed before its first token) would only confuse the model.
-        if message.content:
-            messages.append({"role": message.role, "content": message.content})
+    return request_for(conversation, fit_context(conversation, history))
+
+
+def request_for(conversation: Conversation, context: Context) -> upstream.ChatRequest:
     params = conversation.params
+    model = model_named(conversation.model)
     return upstream.ChatRequest(
         model=conversation.model,
-        messages=messages,
+        messages=context.messages,
         max_tokens=params.get("max_tokens"),
         temperature=params.get("temperature"),
         top_p=params.get("top_p"),
-        stop=params.get("stop"),
+        stop=params.get("stop") or None,
+        # Only a model known to take the switch gets it: others may refuse the field.
+        thinking=params.get("thinking") if model is not None and model.thinking else None,
     )
+
+
+# --- Fitting the model's context ---------------------------------------------
+
+# A rough count that needs no tokenizer: about four characters a token (fewer
+# for CJK text, which the reserve below partly absorbs), plus each message's
+# role and framing.
+CHARS_PER_TOKEN = 4
+MESSAGE_OVERHEAD_TOKENS = 4
+# Room kept for the reply when max tokens isn't set (at most a quarter of the context).
+REPLY_RESERVE_TOKENS = 4096
+
+
+@dataclass(frozen=True)
+class Context:
+    """The messages a request sends, and how many earlier ones were left out."""
+
+    messages: list[dict[str, str]]
+    left_out: int
+    fits: bool
+
+
+def estimate_tokens(text: str) -> int:
+    return -(-len(text) // CHARS_PER_TOKEN) + MESSAGE_OVERHEAD_TOKENS
+
+
+def context_budget(conversation: Conversation) -> int:
+    """Tokens the messages may take: the model's context less room for the reply."""
+    context = context_tokens(conversation.model)
+    reserve = conversation.params.get("max_tokens") or min(REPLY_RESERVE_TOKENS, context // 4)
+    return context - reserve
+
+
+def fit_context(conversation: Conversation, history: list[Message]) -> Context:
+    """The oldest turns are left out until the rest fits the model's context.
+
+    The system prompt and the newest user message (with the partial reply after
+    it, when continuing) always stay; ``fits`` says whether they alone fit.
+    """
+    # An empty reply (failed before its first token) would only confuse the model.
+    turns = [{"role": m.role, "content": m.content} for m in history if m.content]
+    system = []
+    if conversation.system_prompt:
+        system = [{"role": "system", "content": conversation.system_prompt}]
+    budget = context_budget(conversation)
+    newest_question = max(
+        (i for i, turn in enumerate(turns) if turn["role"] == Message.Role.USER), default=0
+    )
+    used = sum(estimate_tokens(m["content"]) for m in system + turns[newest_question:])
+    fits = used <= budget
+    start = newest_question
+    while start > 0 and used + estimate_tokens(turns[start - 1]["content"]) <= budget:
+        start -= 1
+        used += estimate_tokens(turns[start]["content"])
+    # Never open with a reply whose question was left out.
+    while start < newest_question and turns[start]["role"] != Message.Role.USER:
+        start += 1
+    return Context(messages=system + turns[start:], left_out=start, fits=fits)
+
+
+def _refuse_if_over_context(conversation: Conversation, history: list[Message], text: str) -> None:
+    """Refuse a message that can't fit even alone, before anything is saved."""
+    pending = Message(role=Message.Role.USER, content=text)
+    if fit_context(conversation, [*history, pending]).fits:
+        return
+    budget = context_budget(conversation)
+    prompt = " and the system prompt" if conversation.system_prompt else ""
+    raise TurnRefused(
+        "too_long",
+        f"This message{prompt} would take about "
+        f"{estimate_tokens(text) + _system_tokens(conversation):,} tokens, more than "
+        f"{conversation.model}'s context leaves for it ({max(budget, 0):,}, keeping room "
+        "for the reply). Shorten the message, or lower max tokens in the settings.",
+    )
+
+
+def _system_tokens(conversation: Conversation) -> int:
+    return estimate_tokens(conversation.system_prompt) if conversation.system_prompt else 0
 
 
 def title_from(text: str) -> str:
@@ -357,27 +620,49 @@ class TurnRunner:
     first_token_at: float | None = None
     _pending_content: list[str] = field(default_factory=list)
     _pending_reasoning: list[str] = field(default_factory=list)
-    _flush_handle: asyncio.TimerHandle | None = None
-    _outbox: list[tuple[str | None, dict[str, Any]]] = field(default_factory=list)
+    _flush_handle: asyncio.Handle | None = None
+    _last_flush: float = 0.0
+    # Sockets on other workers that asked for this turn's events (their layer channels).
+    followers: set[str] = field(default_factory=set)
+    finished: bool = False
+    _layer_outbox: asyncio.Queue[tuple[str | None, dict[str, Any]] | None] | None = None
     _sender: asyncio.Task[None] | None = None
     _stream_task: asyncio.Task[None] | None = None
+    _checkpointed: tuple[int, int] = (0, 0)
+    _last_checkpoint: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        # A continued reply starts from its saved text; deltas carry only new text.
+        if self.turn.prefix_content:
+            self.content.append(self.turn.prefix_content)
+        if self.turn.prefix_reasoning:
+            self.reasoning.append(self.turn.prefix_reasoning)
 
     async def run(self) -> None:
         layer = get_channel_layer()
-        # The default prefix matters on Redis: all of a process's channels must
-        # share one inbox, or this receive starves behind the consumers'.
-        control_channel = await layer.new_channel()
-        control = control_group(self.turn.conversation_id)
-        await layer.group_add(control, control_channel)
-        listener = asyncio.create_task(self._listen(layer, control_channel))
-        checkpoints = asyncio.create_task(self._checkpoint_periodically())
+        listener = None
+        if relay.reaches_other_processes(layer):
+            # Sockets on other workers hear this turn through the layer and send
+            # it stop and snapshot requests there; this process's sockets need
+            # neither (chat.relay). The default prefix matters on Redis: all of a
+            # process's channels must share one inbox, or this receive starves
+            # behind the consumers'.
+            control_channel = await layer.new_channel()
+            control = control_group(self.turn.conversation_id)
+            await layer.group_add(control, control_channel)
+            listener = asyncio.create_task(self._listen(layer, control_channel))
+            self._layer_outbox = asyncio.Queue()
+            self._sender = asyncio.create_task(self._send_to_layer(layer))
+        _keep_checkpointing()
         try:
-            self._send_soon(self.turn.start_event())
+            self._publish(self.turn.start_event())
             await self._stream_and_save()
         finally:
-            checkpoints.cancel()
-            await layer.group_discard(control, control_channel)
-            await self._end_listener(layer, control_channel, listener)
+            if self._sender is not None and not self._sender.done():
+                self._sender.cancel()  # only when cancelled: _send_last lets it finish
+            if listener is not None:
+                await layer.group_discard(control, control_channel)
+                await self._end_listener(layer, control_channel, listener)
             RUNNING.pop(self.turn.conversation_id, None)
 
     async def _end_listener(self, layer: Any, channel: str, listener: asyncio.Task[None]) -> None:
@@ -448,12 +733,18 @@ class TurnRunner:
             self._flush()
         elif self._flush_handle is None:
             loop = asyncio.get_running_loop()
-            self._flush_handle = loop.call_later(settings.GLMWEB_COALESCE_SECONDS, self._flush)
+            due = self._last_flush + settings.GLMWEB_COALESCE_SECONDS
+            if loop.time() >= due:
+                # Out as soon as the deltas of this read are all taken.
+                self._flush_handle = loop.call_soon(self._flush)
+            else:
+                self._flush_handle = loop.call_at(due, self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
         if not (self._pending_content or self._pending_reasoning):
             return
+        self._last_flush = asyncio.get_running_loop().time()
         event = self._event_head("delta")
         if self._pending_reasoning:
             event["reasoning"] = "".join(self._pending_reasoning)
@@ -461,45 +752,63 @@ class TurnRunner:
         if self._pending_content:
             event["content"] = "".join(self._pending_content)
             self._pending_content.clear()
-        self._send_soon(event)
+        self._publish(event)
 
-    def _send_soon(self, event: dict[str, Any], channel: str | None = None) -> None:
-        # Everything leaves in order through one sender task: a snapshot can't
-        # overtake the deltas it includes, and a slow channel layer never blocks
-        # reading from the upstream.
-        self._outbox.append((channel, event))
-        if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._drain_outbox())
+    def _publish(self, event: dict[str, Any], to: str | None = None) -> None:
+        """This process's sockets get the event at once; other workers' through the layer."""
+        if to is None:
+            relay.publish(str(self.turn.conversation_id), event)
+        if self._layer_outbox is not None and (
+            to is not None or self.followers or event["type"] in ANNOUNCED_EVENTS
+        ):
+            self._layer_outbox.put_nowait((to, event))
 
-    async def _drain_outbox(self) -> None:
-        layer = get_channel_layer()
+    async def _send_to_layer(self, layer: Any) -> None:
+        # One sender for the whole turn keeps the layer's messages in order: a
+        # snapshot can't overtake the deltas it includes, and a slow layer never
+        # blocks reading from the upstream.
+        assert self._layer_outbox is not None
         group = conversation_group(self.turn.conversation_id)
-        while self._outbox:
-            channel, event = self._outbox.pop(0)
-            message = {"type": "chat.event", "event": event}
-            if channel is None:
-                await layer.group_send(group, message)
+        while (item := await self._layer_outbox.get()) is not None:
+            to, event = item
+            message = {"type": "chat.event", "event": event, "origin": relay.PROCESS}
+            if to is not None:
+                channels = [to]
+            elif event["type"] in ANNOUNCED_EVENTS:
+                channels = []
+                await _layer_call(layer.group_send(group, message))
             else:
-                await layer.send(channel, message)
+                channels = list(self.followers)
+            for channel in channels:
+                # A message the layer refuses shows as a gap in seq; the socket
+                # then asks for a new snapshot.
+                await _layer_call(layer.send(channel, message))
 
     async def _send_last(self, kind: str, fields: dict[str, Any]) -> None:
         """Flush what is pending, then send the turn's final event and wait for it to leave."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
         self._flush()
-        self._send_soon({**self._event_head(kind), **fields})
-        if self._sender is not None:
+        self.finished = True
+        self._publish({**self._event_head(kind), **fields})
+        if self._layer_outbox is not None and self._sender is not None:
+            self._layer_outbox.put_nowait(None)
             await self._sender
 
     async def _listen(self, layer: Any, channel: str) -> None:
         while True:
             message = await layer.receive(channel)
-            if message.get("type") == "turn.end":
+            kind = message.get("type")
+            if kind == "turn.end":
                 return
-            if message.get("type") == "turn.stop":
+            if kind == "turn.stop":
                 self.stop()
-            elif message.get("type") == "turn.snapshot":
-                self._send_soon(self.snapshot(), channel=message["reply_to"])
+            elif kind == "turn.snapshot" and not self.finished:
+                # From a socket on another worker: from now on it follows this turn.
+                self.followers.add(message["reply_to"])
+                self._publish(self.snapshot(), to=message["reply_to"])
+            elif kind == "turn.unfollow":
+                self.followers.discard(message["reply_to"])
 
     def snapshot(self) -> dict[str, Any]:
         # Text not yet flushed is left out: it arrives in the next delta, whose
@@ -513,25 +822,25 @@ class TurnRunner:
             "status": Message.Status.STREAMING,
         }
 
-    async def _checkpoint_periodically(self) -> None:
-        saved = (0, 0)
-        last_write = time.monotonic()
-        while True:
-            await asyncio.sleep(settings.GLMWEB_CHECKPOINT_SECONDS)
-            lengths = (len(self.content), len(self.reasoning))
-            # Write when text arrived, and now and then anyway: a reply that
-            # stops checkpointing is taken for dead by the stale sweep.
-            heartbeat_due = time.monotonic() - last_write > settings.GLMWEB_STALE_STREAM_SECONDS / 3
-            if lengths != saved or heartbeat_due:
-                saved, last_write = lengths, time.monotonic()
-                await save_checkpoint(
-                    self.turn.reply_id, "".join(self.content), "".join(self.reasoning)
-                )
+    def checkpoint_due(self) -> tuple[uuid.UUID, str, str] | None:
+        """The text to checkpoint now, if it's time: see _checkpoint_running_turns."""
+        now = time.monotonic()
+        if self.finished or now - self.started < settings.GLMWEB_CHECKPOINT_SECONDS:
+            return None
+        lengths = (len(self.content), len(self.reasoning))
+        # Write when text arrived, and now and then anyway: a reply that
+        # stops checkpointing is taken for dead by the stale sweep.
+        heartbeat_due = now - self._last_checkpoint > settings.GLMWEB_STALE_STREAM_SECONDS / 3
+        if lengths == self._checkpointed and not heartbeat_due:
+            return None
+        self._checkpointed, self._last_checkpoint = lengths, now
+        return self.turn.reply_id, "".join(self.content), "".join(self.reasoning)
 
     async def _finish(self) -> None:
         status = Message.Status.STOPPED if self.stop_requested else Message.Status.COMPLETE
         outcome = self._outcome(status)
-        await save_reply(self.turn.reply_id, outcome)
+        await save_reply(self.turn.reply_id, outcome, self.turn.prior_usage)
+        titles.start(self.turn.conversation_id, self.turn.reply_id)
         await self._send_last(
             "done",
             {
@@ -546,7 +855,7 @@ class TurnRunner:
     async def _finish_with_error(self, code: str, message: str, retryable: bool) -> None:
         status = Message.Status.INTERRUPTED if self.content else Message.Status.ERROR
         outcome = self._outcome(status, error_code=code, error_message=message)
-        await save_reply(self.turn.reply_id, outcome)
+        await save_reply(self.turn.reply_id, outcome, self.turn.prior_usage)
         await self._send_last(
             "error",
             {
@@ -572,7 +881,10 @@ class TurnRunner:
         reasoning = "".join(self.reasoning)
         usage, estimated = self.usage, False
         if usage is None:
-            usage, estimated = estimate_usage(self.turn.request, content, reasoning), True
+            new_content = content[len(self.turn.prefix_content) :]
+            new_reasoning = reasoning[len(self.turn.prefix_reasoning) :]
+            usage = estimate_usage(self.turn.request, new_content, new_reasoning)
+            estimated = True
         return ReplyOutcome(
             content=content,
             reasoning=reasoning,
@@ -587,6 +899,29 @@ class TurnRunner:
             else round((self.first_token_at - self.started) * 1000),
             duration_ms=round((time.monotonic() - self.started) * 1000),
         )
+
+
+# One task checkpoints every turn running in this process (on this event loop):
+# one trip to the database thread and one commit per interval, not one per turn.
+_checkpointer: asyncio.Task[None] | None = None
+
+
+def _keep_checkpointing() -> None:
+    global _checkpointer
+    loop = asyncio.get_running_loop()
+    if _checkpointer is None or _checkpointer.done() or _checkpointer.get_loop() is not loop:
+        _checkpointer = loop.create_task(_checkpoint_running_turns(), name="checkpoints")
+
+
+async def _checkpoint_running_turns() -> None:
+    while RUNNING:
+        await asyncio.sleep(settings.GLMWEB_CHECKPOINT_SECONDS)
+        due = [text for runner in list(RUNNING.values()) if (text := runner.checkpoint_due())]
+        if due:
+            try:
+                await save_checkpoints(due)
+            except Exception:
+                log.exception("checkpoint failed", extra={"replies": len(due)})
 
 
 def _joined_without(parts: list[str], pending: list[str]) -> str:
@@ -625,14 +960,19 @@ def estimate_usage(request: upstream.ChatRequest, content: str, reasoning: str) 
 
 
 @database_sync_to_async
-def save_checkpoint(reply_id: uuid.UUID, content: str, reasoning: str) -> None:
-    Message.objects.filter(id=reply_id, status=Message.Status.STREAMING).update(
-        content=content, reasoning=reasoning, updated_at=timezone.now()
-    )
+def save_checkpoints(texts: list[tuple[uuid.UUID, str, str]]) -> None:
+    now = timezone.now()
+    with transaction.atomic():
+        for reply_id, content, reasoning in texts:
+            Message.objects.filter(id=reply_id, status=Message.Status.STREAMING).update(
+                content=content, reasoning=reasoning, updated_at=now
+            )
 
 
 @database_sync_to_async
-def save_reply(reply_id: uuid.UUID, outcome: ReplyOutcome) -> None:
+def save_reply(
+    reply_id: uuid.UUID, outcome: ReplyOutcome, prior_usage: upstream.Usage | None = None
+) -> None:
     # The reply and its line in the usage ledger (chat.usage) are saved together.
     with transaction.atomic():
         saved = Message.objects.filter(id=reply_id).update(
@@ -652,10 +992,47 @@ def save_reply(reply_id: uuid.UUID, outcome: ReplyOutcome) -> None:
         )
         if saved:
             usage.record_reply(reply_id)
+        if saved and prior_usage is not None:
+            # A continuation: the ledger counted only this request's tokens
+            # (the earlier part was counted when it was saved); the reply shows both.
+            Message.objects.filter(id=reply_id).update(
+                prompt_tokens=F("prompt_tokens") + prior_usage.prompt_tokens,
+                completion_tokens=F("completion_tokens") + prior_usage.completion_tokens,
+                total_tokens=F("total_tokens") + prior_usage.total_tokens,
+            )
 
 
 def is_running_here(conversation_id: uuid.UUID) -> bool:
     return conversation_id in RUNNING
+
+
+def running_here(conversation: str) -> TurnRunner | None:
+    """The turn generating in this conversation in this process, until its last event."""
+    try:
+        runner = RUNNING.get(uuid.UUID(conversation))
+    except ValueError:
+        return None
+    return None if runner is None or runner.finished else runner
+
+
+async def request_stop(layer: Any, conversation: str) -> None:
+    runner = running_here(conversation)
+    if runner is not None:
+        runner.stop()
+    else:  # it may run on another worker
+        await layer.group_send(control_group(conversation), stop_message())
+
+
+async def _layer_call(call: Awaitable[None]) -> None:
+    try:
+        await call
+    except Exception:
+        log.warning("channel layer refused a turn event", exc_info=True)
+
+
+# Sent to every socket that joined the conversation, on every worker: how
+# sockets elsewhere learn that a turn began (and ask to follow it) or ended.
+ANNOUNCED_EVENTS = frozenset({"start", "done", "error"})
 
 
 def stop_message() -> dict[str, str]:
@@ -664,3 +1041,7 @@ def stop_message() -> dict[str, str]:
 
 def snapshot_request(reply_to: str) -> dict[str, str]:
     return {"type": "turn.snapshot", "reply_to": reply_to}
+
+
+def unfollow_message(reply_to: str) -> dict[str, str]:
+    return {"type": "turn.unfollow", "reply_to": reply_to}

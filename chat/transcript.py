@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from chat.generation import branch_ending_at, mark_interrupted
+from chat.generation import mark_interrupted, shown_branch
 from chat.models import Conversation, Message
 
 
@@ -29,11 +29,13 @@ def is_uuid(value: str) -> bool:
 
 def visible_branch(conversation: Conversation) -> list[Message]:
     """The messages shown, oldest first: one query however long the conversation."""
+    return shown_branch(conversation, _all_messages(conversation))
+
+
+def _all_messages(conversation: Conversation) -> list[Message]:
     messages = list(conversation.messages.order_by("created_at"))
-    if not messages:
-        return []
     _sweep_stale(conversation, messages)
-    return branch_ending_at(messages[-1], messages)
+    return messages
 
 
 def _sweep_stale(conversation: Conversation, messages: list[Message]) -> None:
@@ -50,7 +52,14 @@ def _sweep_stale(conversation: Conversation, messages: list[Message]) -> None:
 
 
 def transcript(conversation: Conversation) -> list[dict[str, Any]]:
-    return [message_dict(message) for message in visible_branch(conversation)]
+    """Every message of every branch, oldest first; ``shown`` marks the branch shown.
+
+    The page walks the tree itself (the "2/3" version controls), so it gets it whole,
+    from one query.
+    """
+    messages = _all_messages(conversation)
+    shown = {message.id for message in shown_branch(conversation, messages)}
+    return [{**message_dict(message), "shown": message.id in shown} for message in messages]
 
 
 def message_dict(message: Message) -> dict[str, Any]:
@@ -77,16 +86,19 @@ def message_dict(message: Message) -> dict[str, Any]:
         "duration_ms": message.duration_ms,
         "created_at": message.created_at.isoformat(),
         "model": message.model,
+        "context_left_out": message.context_left_out,
+        "rating": message.rating,
+        "feedback_comment": message.feedback_comment,
     }
 
 
 def reply_state(conversation_id: str) -> dict[str, Any] | None:
-    """The newest reply as a snapshot's fields, for a socket that joins."""
-    reply = (
-        Message.objects.filter(conversation_id=conversation_id, role=Message.Role.ASSISTANT)
-        .order_by("-created_at")
-        .first()
-    )
+    """The reply being written (else the newest) as a snapshot's fields, for a socket that joins."""
+    replies = Message.objects.filter(
+        conversation_id=conversation_id, role=Message.Role.ASSISTANT
+    ).order_by("-created_at")
+    # A continued reply streams again while a newer sibling may exist.
+    reply = replies.filter(status=Message.Status.STREAMING).first() or replies.first()
     if reply is None:
         return None
     return {

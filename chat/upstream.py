@@ -484,6 +484,8 @@ class ChatRequest:
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] | None = None
+    # GLM's switch for the model's thinking; None leaves it to the model.
+    thinking: bool | None = None
 
     def body(self, *, stream: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "messages": self.messages}
@@ -491,6 +493,8 @@ class ChatRequest:
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
+        if self.thinking is not None:
+            body["thinking"] = {"type": "enabled" if self.thinking else "disabled"}
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}

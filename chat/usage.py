@@ -64,6 +64,44 @@ def record_reply(reply_id: uuid.UUID) -> None:
         cursor.execute(sql, [day, reply])
 
 
+def record_title(conversation_id: uuid.UUID, prompt_tokens: int, completion_tokens: int) -> None:
+    """Add a generated title's tokens to the owner's ledger row for today (not a reply).
+
+    Like `record_reply`, one statement; `ledger_from_titles` counts them again
+    on the conversation's creation day, which is the day its first reply ends.
+    """
+    conversation, ledger = Conversation._meta, DailyUsage._meta.db_table
+    sql = f"""
+        INSERT INTO {ledger} (user_id, day, model, prompt_tokens, completion_tokens,
+            total_tokens, replies, estimated_total_tokens, estimated_replies)
+        SELECT c.owner_id, %s, c.model, %s, %s, %s, 0, 0, 0
+        FROM {conversation.db_table} c WHERE c.id = %s
+        ON CONFLICT (user_id, day, model) DO UPDATE SET
+            prompt_tokens = {ledger}.prompt_tokens + excluded.prompt_tokens,
+            completion_tokens = {ledger}.completion_tokens + excluded.completion_tokens,
+            total_tokens = {ledger}.total_tokens + excluded.total_tokens
+    """
+    day = connection.ops.adapt_datefield_value(timezone.localdate())
+    key = conversation.pk.get_db_prep_value(conversation_id, connection)
+    total = prompt_tokens + completion_tokens
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [day, prompt_tokens, completion_tokens, total, key])
+
+
+def ledger_from_titles() -> Iterable[dict[str, Any]]:
+    """Generated titles' tokens by owner, day and model, shaped like `ledger_from_messages`."""
+    return (
+        Conversation.objects.filter(title_prompt_tokens__isnull=False)
+        .annotate(day=TruncDate("created_at"))
+        .values("owner_id", "day", "model")
+        .annotate(
+            prompt=Sum("title_prompt_tokens", default=0),
+            completion=Sum("title_completion_tokens", default=0),
+        )
+        .order_by()
+    )
+
+
 def ledger_from_messages(messages: Any = None) -> Iterable[dict[str, Any]]:
     """The ledger's rows computed from messages: for seeding, repairs and tests."""
     messages = Message.objects.all() if messages is None else messages
@@ -88,8 +126,8 @@ def rebuild_ledger(batch_size: int = 5000) -> int:
     """Replace the ledger by what the saved messages add up to (deleted ones are lost)."""
     with transaction.atomic():
         DailyUsage.objects.all().delete()
-        rows = [
-            DailyUsage(
+        rows = {
+            (row["conversation__owner_id"], row["day"], row["model"]): DailyUsage(
                 user_id=row["conversation__owner_id"],
                 day=row["day"],
                 model=row["model"],
@@ -101,8 +139,14 @@ def rebuild_ledger(batch_size: int = 5000) -> int:
                 estimated_replies=row["estimated_replies"],
             )
             for row in ledger_from_messages().iterator(chunk_size=batch_size)
-        ]
-        DailyUsage.objects.bulk_create(rows, batch_size=batch_size)
+        }
+        for row in ledger_from_titles().iterator(chunk_size=batch_size):
+            key = (row["owner_id"], row["day"], row["model"])
+            line = rows.setdefault(key, DailyUsage(user_id=key[0], day=key[1], model=key[2]))
+            line.prompt_tokens += row["prompt"]
+            line.completion_tokens += row["completion"]
+            line.total_tokens += row["prompt"] + row["completion"]
+        DailyUsage.objects.bulk_create(rows.values(), batch_size=batch_size)
     return len(rows)
 
 

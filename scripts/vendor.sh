@@ -14,6 +14,8 @@ set -euo pipefail
 MARKED=18.2.1
 DOMPURIFY=3.5.0
 HLJS=11.12.0
+KATEX=0.19.1
+AXE=4.14.1
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dest="$root/static/vendor"
@@ -62,11 +64,30 @@ vendor dompurify "$DOMPURIFY" "$lic" "$pkg/LICENSE" "dompurify-$DOMPURIFY.LICENS
 vendor dompurify "$DOMPURIFY" "$lic" "$pkg/LICENSE-MPL" "dompurify-$DOMPURIFY.LICENSE-MPL.txt"
 
 # The CDN-assets build's ES module bundles highlight.js with its common languages.
+# Its token colours live in static/chat/style.css, so they follow the theme.
 pkg="$(unpack @highlightjs/cdn-assets "$HLJS")"
 vendor @highlightjs/cdn-assets "$HLJS" BSD-3-Clause "$pkg/es/highlight.min.js" "highlight-$HLJS.min.js"
-vendor @highlightjs/cdn-assets "$HLJS" BSD-3-Clause "$pkg/styles/github.min.css" "highlight-$HLJS.github.min.css"
-vendor @highlightjs/cdn-assets "$HLJS" BSD-3-Clause "$pkg/styles/github-dark.min.css" "highlight-$HLJS.github-dark.min.css"
 vendor @highlightjs/cdn-assets "$HLJS" BSD-3-Clause "$pkg/LICENSE" "highlight-$HLJS.LICENSE.txt"
+
+# KaTeX renders math; chat/markdown.js imports it only when a reply has math.
+# Its stylesheet is trimmed to the woff2 fonts (every browser we serve reads
+# them), so only those are shipped.
+pkg="$(unpack katex "$KATEX")"
+mkdir -p "$dest/katex-$KATEX/fonts"
+sed -E 's/,url\(fonts\/[A-Za-z0-9_-]+\.(woff|ttf)\) format\("(woff|truetype)"\)//g' \
+    "$pkg/dist/katex.min.css" >"$work/katex.min.css"
+vendor katex "$KATEX" MIT "$work/katex.min.css" "katex-$KATEX/katex.min.css"
+vendor katex "$KATEX" MIT "$pkg/dist/katex.mjs" "katex-$KATEX/katex.mjs"
+vendor katex "$KATEX" MIT "$pkg/LICENSE" "katex-$KATEX/LICENSE.txt"
+for font in "$pkg"/dist/fonts/*.woff2; do
+    vendor katex "$KATEX" MIT "$font" "katex-$KATEX/fonts/$(basename "$font")"
+done
+
+# axe-core is for the accessibility tests only (tests/test_a11y.py injects it);
+# no page links it.
+pkg="$(unpack axe-core "$AXE")"
+vendor axe-core "$AXE" MPL-2.0 "$pkg/axe.min.js" "axe-core-$AXE.min.js"
+vendor axe-core "$AXE" MPL-2.0 "$pkg/LICENSE" "axe-core-$AXE.LICENSE.txt"
 
 echo "Vendored into $dest:"
 cat "$manifest"

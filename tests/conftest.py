@@ -38,6 +38,13 @@ def fresh_channel_layer() -> None:
     generation.RUNNING.clear()
 
 
+@pytest.fixture(autouse=True)
+def no_generated_titles(settings: Any) -> None:
+    # A title request after each first reply would add to fake.requests;
+    # tests/test_titles.py turns them on.
+    settings.GLMWEB_GENERATED_TITLES = False
+
+
 @pytest.fixture(autouse=True, scope="session")
 def close_connections_of_the_database_thread(
     django_db_setup: None, django_db_blocker: Any

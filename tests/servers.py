@@ -127,6 +127,9 @@ def glmweb_app(upstream_url: str, **extra_env: str) -> Iterator[App]:
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "LOG_LEVEL": "WARNING",
             "REDIS_PREFIX": f"glmweb-test-{uuid.uuid4().hex[:8]}",
+            # Off unless a test asks (tests/test_browser_sidebar.py): a title
+            # request would add to the fake upstream's requests.
+            "GLMWEB_GENERATED_TITLES": "false",
             **extra_env,
         }
         app = App(env=env)

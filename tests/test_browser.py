@@ -49,7 +49,8 @@ def test_sign_up_chat_watch_it_stream_and_find_it_after_reload(page, site, fake)
 
     page.reload()
     wait_until_ready(page)
-    assert page.locator("article[data-role=user]").first.inner_text().strip() == "Hello, GLM"
+    question = page.locator("article[data-role=user] .bubble").first
+    assert question.inner_text().strip() == "Hello, GLM"
     assert last_reply(page).inner_text().strip() == expected
     assert page.get_by_role("link", name="Hello, GLM").is_visible()
     assert page.errors == []

@@ -115,7 +115,8 @@ async def test_params_are_sent_upstream_and_bad_ones_refused(alice, fake) -> Non
     await socket.close()
 
 
-async def test_queries_per_turn_do_not_grow_with_reply_length(alice, fake) -> None:
+async def test_queries_per_turn_do_not_grow_with_reply_length(alice, fake, settings) -> None:
+    settings.GLMWEB_SESSION_RECHECK_SECONDS = 0  # every frame's session check counts
     socket = await open_socket(alice)
     counts = []
     for tokens in (20, 2000):

@@ -1,6 +1,10 @@
 // The chat page: transcript, composer, sidebar; one client of docs/protocol.md.
-import { copyText, flash, handleCopyClick, renderMarkdown } from "./markdown.js";
+import { copyText, flash, handleMarkdownClick, renderMarkdown } from "./markdown.js";
+import { installShortcuts } from "./shortcuts.js";
 import { ChatSocket } from "./socket.js";
+import { MessageTree, keepTimesFresh, timeElement, versionNav } from "./tree.js";
+import { renameInSidebar, setCurrentConversation, setTitle, upsertSidebar } from "./sidebar.js";
+import { conversationCreated, newChatSettings, showSettingsErrors } from "./settings.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("chat");
@@ -14,11 +18,9 @@ const stopButton = $("stop");
 const composerError = $("composer-error");
 const charCount = $("char-count");
 const connStatus = $("conn-status");
-const titleEl = $("conversation-title");
-const deleteForm = $("delete-form");
-const conversationList = $("conversation-list");
 
 const PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000";
+const PLACEHOLDER_MESSAGE_ID = "11111111-1111-1111-1111-111111111111";
 const MAX_CHARS = Number(root.dataset.maxChars) || 100000;
 const NEAR_BOTTOM_PX = 120;
 const coarsePointer = window.matchMedia("(pointer: coarse)");
@@ -26,8 +28,15 @@ const numberFormat = new Intl.NumberFormat();
 
 const state = {
   conversation: root.dataset.conversation || null,
+  /** Every message of every branch; the page shows the branch ending at `leaf`. */
+  tree: new MessageTree(),
+  leaf: null,
+  // A branch chosen here that the server hasn't confirmed yet (see switchTo).
+  unsyncedLeaf: null,
   /** @type {Map<string, Reply>} */
   replies: new Map(),
+  /** @type {Map<string, UserMessage>} */
+  userMessages: new Map(),
   // Id of the reply being generated here; `true` while joined says one is but
   // its snapshot hasn't arrived yet.
   generating: null,
@@ -107,6 +116,11 @@ class Reply {
     this.ttftMs = data.ttft_ms ?? null;
     this.durationMs = data.duration_ms ?? null;
     this.model = data.model || "";
+    this.contextLeftOut = data.context_left_out || 0;
+    this.createdAt = data.created_at || new Date().toISOString();
+    this.rating = data.rating ?? null;
+    this.feedbackComment = data.feedback_comment || "";
+    this.commentForm = null;
     this.seq = 0;
     this.dirty = false;
     this.thinkingAutoOpened = false;
@@ -118,9 +132,10 @@ class Reply {
     this.el.dataset.role = "assistant";
     this.thinking = el("details", "thinking");
     this.thinking.hidden = true;
-    const summary = el("summary", "", "Thinking");
+    const summary = el("summary");
+    this.thinkingLabel = el("span", "thinking-label", "Thinking");
     this.thinkingMeta = el("span", "thinking-meta");
-    summary.append(this.thinkingMeta);
+    summary.append(this.thinkingLabel, this.thinkingMeta);
     this.thinkingBody = el("div", "thinking-body md");
     this.thinking.append(summary, this.thinkingBody);
     this.body = el("div", "md reply-body");
@@ -128,9 +143,11 @@ class Reply {
     this.typing.setAttribute("aria-hidden", "true");
     this.typing.append(el("span"), el("span"), el("span"));
     this.footer = el("div", "reply-footer");
-    this.el.append(this.thinking, this.body, this.typing, this.footer);
+    this.contextNote = el("p", "context-note");
+    this.contextNote.hidden = true;
+    this.el.append(this.contextNote, this.thinking, this.body, this.typing, this.footer);
     this.thinking.addEventListener("toggle", () => {
-      if (this.thinking.open) renderMarkdown(this.thinkingBody, this.reasoning);
+      if (this.thinking.open) renderMarkdown(this.thinkingBody, this.reasoning, { streaming: this.streaming });
     });
   }
 
@@ -154,15 +171,22 @@ class Reply {
         this.thinkingMs = performance.now() - this.thinkingStarted;
         this.thinking.open = false; // the answer has started: fold the thinking away
       }
-      const parts = [];
-      if (thinkingNow) parts.push("…");
-      else if (this.thinkingMs !== null) parts.push(formatDuration(this.thinkingMs));
-      parts.push(`${numberFormat.format(this.reasoning.length)} chars`);
-      this.thinkingMeta.textContent = ` · ${parts.join(" · ")}`;
+      const chars = `${numberFormat.format(this.reasoning.length)} chars`;
+      if (thinkingNow) this.thinkingMeta.textContent = ` · ${chars} so far…`;
+      else if (this.thinkingMs !== null) this.thinkingMeta.textContent = ` · thought for ${formatDuration(this.thinkingMs)} · ${chars}`;
+      else this.thinkingMeta.textContent = ` · ${chars}`;
       // Rendering the (often long) thinking is wasted work while it's folded.
-      if (this.thinking.open || !this.streaming) renderMarkdown(this.thinkingBody, this.reasoning);
+      if (this.thinking.open || !this.streaming) {
+        renderMarkdown(this.thinkingBody, this.reasoning, { streaming: this.streaming });
+      }
     }
-    renderMarkdown(this.body, this.content);
+    renderMarkdown(this.body, this.content, { streaming: this.streaming });
+    const leftOut = this.contextLeftOut;
+    this.contextNote.hidden = !leftOut;
+    if (leftOut) {
+      const messages = leftOut === 1 ? "1 earlier message was" : `${numberFormat.format(leftOut)} earlier messages were`;
+      this.contextNote.textContent = `${messages} left out to fit ${this.model || "the model"}'s context.`;
+    }
     this.typing.hidden = !(this.streaming && !this.content && !(hasReasoning && this.thinking.open));
     this.el.classList.toggle("streaming", this.streaming);
   }
@@ -171,32 +195,85 @@ class Reply {
     const footer = this.footer;
     footer.replaceChildren();
     if (this.streaming) return;
-    const canRetry = isLast && !state.generating && !state.pending;
+    const idle = !state.generating && !state.pending;
 
+    const notice = this.endNotice();
+    if (notice) {
+      const alert = el("div", `alert reply-notice reply-notice-${notice.kind}`);
+      alert.setAttribute("role", notice.kind === "error" ? "alert" : "status");
+      alert.append(el("p", "", notice.text));
+      if (notice.action === "continue" && isLast && idle) {
+        alert.append(actionButton("btn btn-small", "Continue", "continue", "Continue this reply"));
+      }
+      if (notice.action === "retry" && idle) {
+        alert.append(actionButton("btn btn-small", "Retry", "regenerate", "Retry this reply"));
+      }
+      footer.append(alert);
+    }
+
+    const actions = el("div", "reply-actions");
+    const versions = versionNav(state.tree, this.id, !idle);
+    if (versions) actions.append(versions);
+    actions.append(actionButton("btn-ghost", "Copy", "copy-reply", "Copy reply"));
+    if (idle) actions.append(actionButton("btn-ghost", "Regenerate", "regenerate", "Regenerate reply"));
+    actions.append(this.thumb(1, "Good reply"), this.thumb(-1, "Bad reply"));
+    footer.append(actions, this.meta());
+    if (this.commentForm) footer.append(this.commentForm);
+    else if (this.feedbackComment) footer.append(el("p", "feedback-comment", `Your feedback: ${this.feedbackComment}`));
+  }
+
+  /** How the reply ended, when a person should know: cut, blocked, failed. */
+  endNotice() {
     if (this.status === "error" || this.status === "interrupted") {
-      const alert = el("div", "alert reply-error");
-      alert.setAttribute("role", "alert");
       const fallback =
         this.status === "interrupted"
           ? "The reply was interrupted. The text so far is kept."
           : "Something went wrong while writing this reply.";
-      alert.append(el("p", "", this.errorMessage || fallback));
-      if (canRetry) {
-        const retry = el("button", "btn btn-small", "Retry");
-        retry.type = "button";
-        retry.dataset.action = "regenerate";
-        alert.append(retry);
-      }
-      footer.append(alert);
-      return;
+      return { kind: "error", text: this.errorMessage || fallback, action: "retry" };
     }
+    if (this.status !== "complete") return null;
+    switch (this.finishReason) {
+      case "":
+      case "stop":
+        return null;
+      case "length":
+        return {
+          kind: "warning",
+          text: "The reply was cut off: it reached the length limit (max tokens).",
+          action: "continue",
+        };
+      case "content_filter":
+      case "sensitive":
+        return { kind: "warning", text: "The provider's content filter blocked the rest of this reply." };
+      case "network_error":
+        return {
+          kind: "error",
+          text: "The provider had a network error while writing this reply. The text so far is kept.",
+          action: "retry",
+        };
+      default:
+        return { kind: "warning", text: `The reply ended early (${this.finishReason}).`, action: "retry" };
+    }
+  }
 
+  thumb(rating, label) {
+    const pressed = this.rating === rating;
+    const button = actionButton("btn-ghost thumb", "", "rate", label);
+    button.title = label;
+    button.append(thumbIcon(rating < 0));
+    button.dataset.rating = String(rating);
+    button.setAttribute("aria-pressed", String(pressed));
+    return button;
+  }
+
+  meta() {
     const meta = el("span", "reply-meta");
     const bits = [];
     if (this.status === "stopped") bits.push("Stopped");
     if (this.usage && this.usage.completion_tokens != null) {
       const approx = this.usage.estimated ? "≈" : "";
-      bits.push(`${approx}${numberFormat.format(this.usage.completion_tokens)} tokens`);
+      const tokens = this.usage.completion_tokens;
+      bits.push(`${approx}${numberFormat.format(tokens)} ${tokens === 1 ? "token" : "tokens"}`);
       meta.title = [
         `prompt ${this.usage.prompt_tokens ?? "?"}`,
         `completion ${this.usage.completion_tokens}`,
@@ -209,23 +286,130 @@ class Reply {
         .join(" ");
     }
     if (this.durationMs != null) bits.push(formatDuration(this.durationMs));
-    if (this.finishReason === "length") bits.push("cut off at the length limit");
-    if (this.finishReason === "content_filter") bits.push("stopped by the content filter");
-    meta.textContent = bits.join(" · ");
+    meta.textContent = bits.length ? `${bits.join(" · ")} · ` : "";
+    meta.append(timeElement(this.createdAt));
+    return meta;
+  }
 
-    const actions = el("div", "reply-actions");
-    const copy = el("button", "btn-ghost", "Copy");
-    copy.type = "button";
-    copy.dataset.action = "copy-reply";
-    copy.setAttribute("aria-label", "Copy reply");
-    actions.append(copy);
-    if (canRetry) {
-      const regen = el("button", "btn-ghost", "Regenerate");
-      regen.type = "button";
-      regen.dataset.action = "regenerate";
-      actions.append(regen);
-    }
-    footer.append(actions, meta);
+  /** The optional comment after a rating; kept across footer re-renders while open. */
+  openCommentForm() {
+    const form = el("form", "feedback-form");
+    const id = `feedback-${this.id}`;
+    const label = el("label", "", this.rating === -1 ? "What was wrong with this reply? (optional)" : "Any comment? (optional)");
+    label.htmlFor = id;
+    const box = el("textarea");
+    box.id = id;
+    box.rows = 2;
+    box.maxLength = 2000;
+    box.value = this.feedbackComment;
+    const send = actionButton("btn btn-small btn-primary", "Send feedback", "send-feedback");
+    send.type = "submit";
+    const skip = actionButton("btn btn-small", "Skip", "close-feedback");
+    form.append(label, box, el("div", "feedback-buttons"));
+    form.lastChild.append(send, skip);
+    this.commentForm = form;
+    this.renderFooter(this.el === messagesEl.lastElementChild);
+    box.focus();
+  }
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+const THUMB_PATH = "M7 10v11H4V10h3zm0 0 4-7c1.5 0 2.5 1 2.3 2.6L12.8 9H19a2 2 0 0 1 2 2.3l-1.3 7.6A2 2 0 0 1 17.7 21H7";
+
+/** A thumb icon (emoji fonts are not everywhere); pointing down for "bad". */
+function thumbIcon(down) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "16");
+  svg.setAttribute("height", "16");
+  svg.setAttribute("aria-hidden", "true");
+  if (down) svg.classList.add("thumb-down");
+  const path = document.createElementNS(SVG, "path");
+  path.setAttribute("d", THUMB_PATH);
+  path.setAttribute("fill", "none");
+  path.setAttribute("stroke", "currentColor");
+  path.setAttribute("stroke-width", "1.8");
+  path.setAttribute("stroke-linejoin", "round");
+  svg.append(path);
+  return svg;
+}
+
+function actionButton(className, text, action, label) {
+  const button = el("button", className, text);
+  button.type = "button";
+  button.dataset.action = action;
+  if (label) button.setAttribute("aria-label", label);
+  return button;
+}
+
+/** One user message on the page: text, Edit (inline editor), Copy, versions. */
+class UserMessage {
+  constructor(data) {
+    this.id = data.id;
+    this.content = data.content || "";
+    this.createdAt = data.created_at || new Date().toISOString();
+    this.editor = null;
+    this.el = el("article", "msg msg-user");
+    this.el.dataset.role = "user";
+    this.el.dataset.id = this.id;
+    this.bubble = el("div", "bubble", this.content);
+    this.footer = el("div", "user-footer");
+    this.el.append(this.bubble, this.footer);
+  }
+
+  renderFooter() {
+    if (this.editor) return;
+    const idle = !state.generating && !state.pending;
+    this.footer.replaceChildren();
+    const versions = versionNav(state.tree, this.id, !idle);
+    if (versions) this.footer.append(versions);
+    const edit = actionButton("btn-ghost", "Edit", "edit", "Edit message");
+    edit.disabled = !idle;
+    this.footer.append(
+      edit,
+      actionButton("btn-ghost", "Copy", "copy-message", "Copy message"),
+      timeElement(this.createdAt),
+    );
+  }
+
+  openEditor() {
+    const form = el("form", "edit-form");
+    const id = `edit-${this.id}`;
+    const label = el("label", "visually-hidden", "Edit message");
+    label.htmlFor = id;
+    const box = el("textarea", "edit-box");
+    box.id = id;
+    box.value = this.content;
+    box.rows = Math.min(12, this.content.split("\n").length + 1);
+    const buttons = el("div", "edit-buttons");
+    const save = actionButton("btn btn-small btn-primary", "Save & send", "save-edit");
+    save.type = "submit";
+    buttons.append(save, actionButton("btn btn-small", "Cancel", "cancel-edit"));
+    form.append(label, box, buttons);
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation(); // Esc here cancels the edit, nothing else
+        this.closeEditor();
+      }
+    });
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sendEdit(this, box.value);
+    });
+    this.editor = form;
+    this.bubble.hidden = true;
+    this.footer.replaceChildren(form);
+    box.focus();
+    box.setSelectionRange(box.value.length, box.value.length);
+  }
+
+  closeEditor() {
+    if (!this.editor) return;
+    this.editor = null;
+    this.bubble.hidden = false;
+    this.renderFooter();
+    this.el.querySelector('[data-action="edit"]')?.focus();
   }
 }
 
@@ -247,49 +431,91 @@ function flushRenders() {
   if (stick) scrollToBottom();
 }
 
+/** The ids of the branch shown, oldest first. */
+function shownPath() {
+  return state.leaf ? state.tree.branchThrough(state.leaf) : [];
+}
+
 function lastReply() {
-  const articles = messagesEl.querySelectorAll("article.msg");
-  const last = articles[articles.length - 1];
-  return last && last.dataset.role === "assistant" ? state.replies.get(last.dataset.id) : null;
+  const path = shownPath();
+  const last = path[path.length - 1];
+  return last ? state.replies.get(last) || null : null;
 }
 
 /** Footers depend on which reply is last and on whether anything is running. */
 function refreshFooters() {
-  const last = lastReply();
-  for (const reply of state.replies.values()) reply.renderFooter(reply === last);
+  const path = shownPath();
+  const last = path[path.length - 1];
+  for (const id of path) {
+    const view = state.replies.get(id) || state.userMessages.get(id);
+    if (view) view.renderFooter(id === last);
+  }
 }
 
-function addUserMessage({ id, content }) {
-  if (id && messagesEl.querySelector(`article[data-id="${CSS.escape(id)}"]`)) return;
-  const article = el("article", "msg msg-user");
-  article.dataset.role = "user";
-  if (id) article.dataset.id = id;
-  article.append(el("div", "bubble", content));
-  messagesEl.append(article);
-  emptyState.hidden = true;
+/** The element of one message, made the first time it is shown. */
+function viewOf(id) {
+  const data = state.tree.get(id);
+  if (data.role === "user") {
+    if (!state.userMessages.has(id)) state.userMessages.set(id, new UserMessage(data));
+    return state.userMessages.get(id);
+  }
+  let reply = state.replies.get(id);
+  if (!reply) {
+    reply = new Reply(data);
+    state.replies.set(id, reply);
+    reply.render();
+  }
+  return reply;
 }
 
+/** Show the branch ending at `state.leaf`. */
+function showBranch() {
+  const path = shownPath();
+  messagesEl.replaceChildren(...path.map((id) => viewOf(id).el));
+  emptyState.hidden = path.length > 0;
+  refreshFooters();
+}
+
+function addUserMessage(data) {
+  state.tree.add({ ...data, role: "user" });
+}
+
+/** A reply the page learns of from an event; shown at the end of the branch. */
 function addReply(data) {
-  let reply = state.replies.get(data.id);
-  if (reply) return reply;
-  reply = new Reply(data);
-  state.replies.set(reply.id, reply);
-  messagesEl.append(reply.el);
-  emptyState.hidden = true;
-  reply.render();
+  if (!state.tree.get(data.id)) {
+    const parent = data.parent || state.leaf;
+    state.tree.add({ created_at: new Date().toISOString(), ...data, parent, role: "assistant" });
+  }
+  const reply = viewOf(data.id);
+  if (state.leaf !== data.id) {
+    state.leaf = data.id;
+    showBranch();
+  }
   return reply;
 }
 
 function showTranscript(items) {
-  messagesEl.replaceChildren();
+  state.tree = new MessageTree(items);
   state.replies.clear();
-  for (const item of items) {
-    if (item.role === "user") addUserMessage(item);
-    else addReply(item);
-  }
-  emptyState.hidden = items.length > 0;
-  refreshFooters();
+  state.userMessages.clear();
+  const shown = items.filter((item) => item.shown !== false);
+  const leaf = shown[shown.length - 1] || state.tree.newest();
+  state.leaf = leaf ? leaf.id : null;
+  showBranch();
   scrollToBottom();
+}
+
+/** Show another version of a message (and the newest messages below it). */
+function switchTo(id) {
+  if (!state.tree.get(id) || state.generating || state.pending) return;
+  const path = state.tree.branchThrough(id);
+  state.leaf = path[path.length - 1];
+  showBranch();
+  // The server remembers the branch: a reload shows it and the next turn follows
+  // it. Until it says so, the switch is resent after each reconnect.
+  state.unsyncedLeaf = state.leaf;
+  socket.send({ type: "switch", conversation: state.conversation, leaf: state.leaf });
+  announce(`Showing version ${state.tree.siblings(id).indexOf(id) + 1} of ${state.tree.siblings(id).length}`);
 }
 
 /** Re-read the saved transcript (after missing a reply's end while offline). */
@@ -308,60 +534,6 @@ async function reloadTranscript() {
     // Offline again: the next reconnect tries again.
   }
 }
-
-// --- sidebar -----------------------------------------------------------------
-
-function upsertSidebar(id, title) {
-  let item = conversationList.querySelector(`li[data-id="${CSS.escape(id)}"]`);
-  if (!item) {
-    item = el("li");
-    item.dataset.id = id;
-    const link = el("a");
-    link.href = conversationUrl(id);
-    item.append(link);
-  }
-  const link = item.querySelector("a");
-  // Not "New chat": that name belongs to the link that starts one.
-  link.textContent = title || "Untitled chat";
-  link.title = title || "Untitled chat";
-  conversationList.prepend(item);
-  $("conversation-list-empty").hidden = true;
-  markCurrentInSidebar();
-}
-
-function markCurrentInSidebar() {
-  for (const link of conversationList.querySelectorAll("a")) {
-    if (link.closest("li").dataset.id === state.conversation) link.setAttribute("aria-current", "page");
-    else link.removeAttribute("aria-current");
-  }
-}
-
-function setTitle(title) {
-  titleEl.textContent = title || "New chat";
-  document.title = `${title || "New chat"} · GLM chat`;
-}
-
-const layout = $("layout");
-const backdrop = $("sidebar-backdrop");
-const openButton = $("sidebar-open");
-
-function setSidebar(open) {
-  layout.classList.toggle("sidebar-shown", open);
-  backdrop.hidden = !open;
-  openButton.setAttribute("aria-expanded", String(open));
-  if (open) document.querySelector("#sidebar .new-chat").focus();
-}
-
-openButton.addEventListener("click", () => setSidebar(true));
-$("sidebar-close").addEventListener("click", () => {
-  setSidebar(false);
-  openButton.focus();
-});
-backdrop.addEventListener("click", () => setSidebar(false));
-
-deleteForm.addEventListener("submit", (event) => {
-  if (!window.confirm("Delete this chat? This can't be undone.")) event.preventDefault();
-});
 
 // --- composer ----------------------------------------------------------------
 
@@ -425,21 +597,101 @@ function sendMessage() {
   }
   showComposerError("");
   const frame = { type: "send", conversation: state.conversation, content, client_id: uuid() };
+  const chosen = state.conversation ? null : newChatSettings();
+  if (chosen) frame.settings = chosen;
   state.pending = frame;
   socket.send(frame); // if closed, onOpen sends it after reconnecting
   updateComposer();
   refreshFooters();
 }
 
-function regenerate() {
+/** Send a frame that starts a turn about an existing message (regenerate, continue). */
+function sendTurnFrame(frame) {
   if (!state.conversation || state.generating || state.pending) return;
   showComposerError("");
-  if (!socket.send({ type: "regenerate", conversation: state.conversation, client_id: uuid() })) {
+  if (!socket.send(frame)) {
     showComposerError("Not connected. Try again in a moment.");
     return;
   }
   state.regenerating = true;
-  for (const button of messagesEl.querySelectorAll('[data-action="regenerate"]')) button.disabled = true;
+  for (const button of messagesEl.querySelectorAll('[data-action="regenerate"], [data-action="continue"]')) {
+    button.disabled = true;
+  }
+}
+
+function regenerate(replyId) {
+  sendTurnFrame({ type: "regenerate", conversation: state.conversation, reply: replyId, client_id: uuid() });
+}
+
+function continueReply(replyId) {
+  sendTurnFrame({ type: "continue", conversation: state.conversation, reply: replyId });
+}
+
+/** Save & send an edited message: a new version beside it, answered anew. */
+function sendEdit(message, content) {
+  if (!content.trim() || state.pending || state.generating) return;
+  if (content.trim() === message.content.trim()) {
+    message.closeEditor();
+    return;
+  }
+  if (content.length > MAX_CHARS) {
+    showComposerError(`Your message is too long (${numberFormat.format(content.length)} characters; the limit is ${numberFormat.format(MAX_CHARS)}).`);
+    return;
+  }
+  showComposerError("");
+  const frame = { type: "edit", conversation: state.conversation, message: message.id, content, client_id: uuid() };
+  state.pending = frame;
+  socket.send(frame); // if closed, onOpen sends it after reconnecting
+  updateComposer();
+}
+
+async function sendFeedback(reply, rating, comment) {
+  const url = root.dataset.feedbackUrl
+    .replace(PLACEHOLDER_ID, state.conversation)
+    .replace(PLACEHOLDER_MESSAGE_ID, reply.id);
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const response = await fetch(url, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+    body: JSON.stringify({ rating, comment }),
+  });
+  if (!response.ok) throw new Error(`feedback: HTTP ${response.status}`);
+  const saved = await response.json();
+  reply.rating = saved.rating;
+  reply.feedbackComment = saved.comment;
+}
+
+function rate(reply, rating) {
+  const next = reply.rating === rating ? null : rating; // pressing it again takes it back
+  const before = reply.rating;
+  reply.rating = next;
+  reply.commentForm = null;
+  sendFeedback(reply, next, reply.feedbackComment).then(
+    () => {
+      announce(next === null ? "Rating removed" : "Thanks for the feedback");
+      if (next === -1) reply.openCommentForm();
+      else reply.renderFooter(reply === lastReply());
+    },
+    () => {
+      reply.rating = before;
+      reply.renderFooter(reply === lastReply());
+      showComposerError("Your feedback could not be saved. Try again in a moment.");
+    },
+  );
+  reply.renderFooter(reply === lastReply());
+}
+
+function submitComment(reply, form) {
+  const comment = form.querySelector("textarea").value;
+  sendFeedback(reply, reply.rating, comment).then(
+    () => {
+      reply.commentForm = null;
+      reply.renderFooter(reply === lastReply());
+      announce("Thanks for the feedback");
+    },
+    () => showComposerError("Your feedback could not be saved. Try again in a moment."),
+  );
 }
 
 function stop() {
@@ -469,41 +721,92 @@ textarea.addEventListener("input", () => {
 
 stopButton.addEventListener("click", stop);
 
-document.addEventListener("keydown", (event) => {
-  if (event.key !== "Escape") return;
-  if (layout.classList.contains("sidebar-shown")) {
-    setSidebar(false);
-    openButton.focus();
-  } else if (state.generating) {
-    event.preventDefault();
+installShortcuts({
+  stop() {
+    if (!state.generating) return false;
     stop();
-  }
+    return true;
+  },
+  focusComposer: () => textarea.focus(),
+  newChatUrl: root.dataset.homeUrl,
 });
 
 messagesEl.addEventListener("click", (event) => {
-  if (handleCopyClick(event)) return;
+  if (handleMarkdownClick(event)) return;
   const button = event.target.closest("button[data-action]");
   if (!button) return;
-  if (button.dataset.action === "regenerate") regenerate();
-  if (button.dataset.action === "copy-reply") {
-    const reply = state.replies.get(button.closest("article").dataset.id);
-    copyText(reply ? reply.content : "").then(
-      () => flash(button, "Copied"),
-      () => flash(button, "Copy failed"),
-    );
+  const id = button.closest("article")?.dataset.id;
+  const reply = state.replies.get(id);
+  const message = state.userMessages.get(id);
+  switch (button.dataset.action) {
+    case "regenerate":
+      regenerate(id);
+      break;
+    case "continue":
+      continueReply(id);
+      break;
+    case "version":
+      switchTo(button.dataset.target);
+      break;
+    case "edit":
+      if (message && !state.generating && !state.pending) message.openEditor();
+      break;
+    case "cancel-edit":
+      message?.closeEditor();
+      break;
+    case "rate":
+      if (reply) rate(reply, Number(button.dataset.rating));
+      break;
+    case "close-feedback":
+      if (reply) {
+        reply.commentForm = null;
+        reply.renderFooter(reply === lastReply());
+      }
+      break;
+    case "copy-reply":
+    case "copy-message":
+      copyText((reply || message)?.content ?? "").then(
+        () => flash(button, "Copied"),
+        () => flash(button, "Copy failed"),
+      );
+      break;
   }
+});
+
+messagesEl.addEventListener("submit", (event) => {
+  const form = event.target.closest(".feedback-form");
+  if (!form) return;
+  event.preventDefault();
+  const reply = state.replies.get(form.closest("article").dataset.id);
+  if (reply) submitComment(reply, form);
 });
 
 // --- protocol events ---------------------------------------------------------
 
+/** A continued reply's tokens: the earlier part's plus this request's. */
+function withPriorUsage(prior, usage) {
+  if (!prior || !usage) return usage;
+  const sum = (key) => (prior[key] ?? 0) + (usage[key] ?? 0);
+  return {
+    prompt_tokens: sum("prompt_tokens"),
+    completion_tokens: sum("completion_tokens"),
+    total_tokens: sum("total_tokens"),
+    estimated: Boolean(prior.estimated || usage.estimated),
+  };
+}
+
 const handlers = {
+  // A generated title (sidebar.js shows it in the list and, for this chat, the topbar).
+  title(event) {
+    renameInSidebar(event.conversation, event.title);
+  },
   start(event) {
     const mine = state.pending && event.user_message?.client_id === state.pending.client_id;
     if (mine && state.conversation === null) {
       state.conversation = event.conversation;
       history.replaceState(null, "", conversationUrl(event.conversation));
-      deleteForm.action = root.dataset.deleteUrl.replace(PLACEHOLDER_ID, event.conversation);
-      deleteForm.hidden = false;
+      setCurrentConversation(event.conversation);
+      conversationCreated(event.conversation, event.model);
     }
     upsertSidebar(event.conversation, event.title);
     if (event.conversation !== state.conversation) return;
@@ -515,33 +818,37 @@ const handlers = {
       } catch {
         // Storage disabled.
       }
-      if (textarea.value === state.pending.content) {
+      if (state.pending.type === "send" && textarea.value === state.pending.content) {
         textarea.value = "";
         autoGrow();
       }
+      if (state.pending.type === "edit") state.userMessages.get(state.pending.message)?.closeEditor();
       saveDraft();
       state.pending = null;
       showComposerError("");
     }
-    if (event.user_message) {
-      addUserMessage(event.user_message);
+    state.regenerating = false;
+    // A new version (edit, regenerate) becomes the branch shown; the earlier
+    // ones stay a click away behind "‹ n/m ›".
+    if (event.user_message) addUserMessage(event.user_message);
+    const reply = addReply({
+      id: event.reply,
+      parent: event.parent,
+      status: "streaming",
+      model: event.model,
+      context_left_out: event.context_left_out,
+    });
+    reply.contextLeftOut = event.context_left_out || 0;
+    if (event.continued) {
+      // The same reply goes on from its text: numbering starts again at this start.
+      reply.seq = 0;
+      reply.status = "streaming";
+      reply.finishReason = "";
+      reply.priorUsage = reply.usage;
+      reply.render();
     } else {
-      // A regenerated reply replaces the earlier one(s) on screen; they stay
-      // saved as other branches.
-      state.regenerating = false;
-      const parent = event.parent && messagesEl.querySelector(`article[data-id="${CSS.escape(event.parent)}"]`);
-      let next = parent ? parent.nextElementSibling : null;
-      while (next) {
-        const after = next.nextElementSibling;
-        if (next.dataset.role === "assistant" && next.dataset.id !== event.reply) {
-          state.replies.delete(next.dataset.id);
-          next.remove();
-        }
-        next = after;
-      }
+      reply.seq = Math.max(reply.seq, event.seq || 0);
     }
-    const reply = addReply({ id: event.reply, status: "streaming", model: event.model });
-    reply.seq = Math.max(reply.seq, event.seq || 0);
     state.generating = event.reply;
     updateComposer();
     refreshFooters();
@@ -564,7 +871,9 @@ const handlers = {
 
   snapshot(event) {
     if (event.conversation !== state.conversation) return;
-    const reply = state.replies.get(event.reply) || addReply({ id: event.reply, status: "streaming", model: event.model });
+    const reply =
+      state.replies.get(event.reply) ||
+      addReply({ id: event.reply, parent: event.parent, status: "streaming", model: event.model });
     if (event.seq < reply.seq) return;
     reply.content = event.content || "";
     reply.reasoning = event.reasoning || "";
@@ -583,7 +892,8 @@ const handlers = {
       reply.seq = event.seq;
       reply.status = event.status || "complete";
       reply.finishReason = event.finish_reason || "";
-      reply.usage = event.usage || null;
+      reply.usage = withPriorUsage(reply.priorUsage, event.usage || null);
+      reply.priorUsage = null;
       reply.ttftMs = event.ttft_ms ?? null;
       reply.durationMs = event.duration_ms ?? null;
     }
@@ -620,8 +930,16 @@ const handlers = {
     state.regenerating = false;
     if (event.code === "busy" && !state.generating) state.generating = true;
     showComposerError(event.message || "Something went wrong.");
+    if (event.fields) showSettingsErrors(event.fields);
     updateComposer();
     refreshFooters();
+  },
+
+  switched(event) {
+    if (event.conversation !== state.conversation) return;
+    if (state.unsyncedLeaf === event.leaf || state.tree.branchThrough(event.leaf).includes(state.unsyncedLeaf)) {
+      state.unsyncedLeaf = null;
+    }
   },
 
   joined(event) {
@@ -653,6 +971,7 @@ const socket = new ChatSocket({
   },
   onOpen() {
     if (state.conversation) socket.send({ type: "join", conversation: state.conversation });
+    if (state.unsyncedLeaf) socket.send({ type: "switch", conversation: state.conversation, leaf: state.unsyncedLeaf });
     if (state.pending) socket.send(state.pending);
   },
   onState(connection) {
@@ -677,8 +996,8 @@ window.addEventListener("online", () => socket.nudge());
 // --- start -------------------------------------------------------------------
 
 showTranscript(JSON.parse($("transcript").textContent || "[]"));
+keepTimesFresh(messagesEl);
 restoreDraft();
-markCurrentInSidebar();
 updateComposer();
 autoGrow();
 socket.connect();

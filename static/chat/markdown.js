@@ -1,11 +1,14 @@
 // Markdown → sanitized DOM for model output.
 //
 // Model output is untrusted: marked turns it into HTML, DOMPurify cleans that,
-// and only then do we add our own UI (code headers, copy buttons) and syntax
-// highlighting, working on the sanitized DOM so the model can't forge either.
+// and only then do we add our own UI (code headers, copy buttons, image
+// placeholders), syntax highlighting and math, working on the sanitized DOM so
+// the model can't forge any of it.
 import { Marked } from "../vendor/marked-18.2.1.esm.js";
 import DOMPurify from "../vendor/dompurify-3.5.0.es.js";
 import hljs from "../vendor/highlight-11.12.0.min.js";
+
+const KATEX_URL = "../vendor/katex-0.19.1/katex.mjs";
 
 function escapeHtml(text) {
   return text
@@ -15,9 +18,69 @@ function escapeHtml(text) {
     .replaceAll('"', "&quot;");
 }
 
+// --- math: $…$, \(…\), $$…$$, \[…\] and ```math ------------------------------
+//
+// The tokenizers only mark math as <code class="language-math-…">; it passes
+// DOMPurify as text and is typeset afterwards, straight into DOM nodes.
+
+// A "$" opens math only before a non-space and closes only after one, and not
+// before a digit: "$5 and $10" stays prose.
+const INLINE_MATH = [
+  { pattern: /^\$\$(?!\s)((?:\\.|[^\\$])+?)\$\$/, display: true },
+  { pattern: /^\$(?![\s$])((?:\\.|[^\\$\n])+?)(?<!\s)\$(?!\d)/, display: false },
+  { pattern: /^\\\(((?:\\.|[^\\])+?)\\\)/, display: false },
+];
+const BLOCK_MATH = [/^ {0,3}\$\$([\s\S]+?)\$\$[ \t]*(?:\n|$)/, /^ {0,3}\\\[([\s\S]+?)\\\][ \t]*(?:\n|$)/];
+
+function mathCode(tex, display) {
+  const kind = display ? "display" : "inline";
+  return `<code class="language-math-${kind}">${escapeHtml(tex.trim())}</code>`;
+}
+
+const mathExtensions = [
+  {
+    name: "blockMath",
+    level: "block",
+    start: (src) => src.match(/^ {0,3}(\$\$|\\\[)/m)?.index,
+    tokenizer(src) {
+      for (const pattern of BLOCK_MATH) {
+        const match = pattern.exec(src);
+        if (match) return { type: "blockMath", raw: match[0], tex: match[1] };
+      }
+      return undefined;
+    },
+    renderer: (token) => `<pre>${mathCode(token.tex, true)}</pre>\n`,
+  },
+  {
+    name: "inlineMath",
+    level: "inline",
+    start: (src) => src.match(/\$|\\\(/)?.index,
+    tokenizer(src) {
+      for (const { pattern, display } of INLINE_MATH) {
+        const match = pattern.exec(src);
+        if (match) return { type: "inlineMath", raw: match[0], tex: match[1], display };
+      }
+      return undefined;
+    },
+    renderer: (token) => mathCode(token.tex, token.display),
+  },
+];
+
+// --- images: a placeholder, loaded on request --------------------------------
+
+// Images in a reply are not fetched by themselves: the URL could carry the
+// conversation to a stranger's server. The renderer leaves a link whose
+// fragment holds this page's secret; after sanitizing, such links (and only
+// those: the model can't guess the secret) become "Load image" buttons.
+const IMAGE_MARK = `#glmweb-image-${crypto.getRandomValues(new Uint32Array(2)).join("")}-`;
+let imagesInRender = [];
+/** URLs the person chose to load: shown as images from then on. */
+const loadedImages = new Set();
+
 const marked = new Marked({
   gfm: true,
   breaks: false,
+  extensions: mathExtensions,
   renderer: {
     // Raw HTML in a reply is shown as text: models mention tags in prose far
     // more often than they mean to lay out a page, and silently dropping them
@@ -25,15 +88,20 @@ const marked = new Marked({
     html({ text }) {
       return escapeHtml(text);
     },
-    // Images would load from wherever the model points: a tracking pixel, or
-    // a way to leak the conversation through a URL. Show them as links.
     image({ href, text }) {
-      const label = escapeHtml(text || href || "image");
-      if (!href) return label;
-      return `<a href="${escapeHtml(href)}">${label}</a>`;
+      imagesInRender.push({ href: href || "", alt: text || "" });
+      return `<a href="${IMAGE_MARK}${imagesInRender.length - 1}">${escapeHtml(text || "image")}</a>`;
     },
   },
 });
+
+function isExternal(href) {
+  try {
+    return new URL(href, location.href).origin !== location.origin;
+  } catch {
+    return true;
+  }
+}
 
 DOMPurify.addHook("afterSanitizeAttributes", (node) => {
   // Classes are ours to give: the model's could borrow the page's styles and
@@ -43,8 +111,12 @@ DOMPurify.addHook("afterSanitizeAttributes", (node) => {
     if (!keep) node.removeAttribute("class");
   }
   if (node.tagName === "A" && node.hasAttribute("href")) {
-    node.setAttribute("target", "_blank");
-    node.setAttribute("rel", "noopener noreferrer");
+    if (isExternal(node.getAttribute("href"))) {
+      node.setAttribute("target", "_blank");
+      node.setAttribute("rel", "noopener noreferrer");
+    } else {
+      node.removeAttribute("target");
+    }
   }
 });
 
@@ -56,15 +128,83 @@ const PURIFY_CONFIG = {
   RETURN_DOM_FRAGMENT: true,
 };
 
+function imageHost(href) {
+  try {
+    const url = new URL(href, location.href);
+    return url.protocol === "https:" || url.protocol === "http:" ? url.host : null;
+  } catch {
+    return null;
+  }
+}
+
+export function imageElement(href, alt) {
+  const image = document.createElement("img");
+  image.alt = alt;
+  image.referrerPolicy = "no-referrer";
+  image.decoding = "async";
+  image.src = href;
+  image.addEventListener("error", () => {
+    const failed = document.createElement("span");
+    failed.className = "image-blocked";
+    failed.textContent = `Image could not be loaded: ${alt || href}`;
+    image.replaceWith(failed);
+  });
+  return image;
+}
+
+function imagePlaceholder({ href, alt }) {
+  const host = imageHost(href);
+  if (!host) {
+    const blocked = document.createElement("span");
+    blocked.className = "image-blocked";
+    const what = href.startsWith("data:") ? "embedded image not shown" : "image not shown";
+    blocked.textContent = `[${alt ? `${alt}: ` : ""}${what}]`;
+    return blocked;
+  }
+  if (loadedImages.has(href)) return imageElement(href, alt);
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "image-load";
+  button.dataset.src = href;
+  button.dataset.alt = alt;
+  button.title = href;
+  const label = document.createElement("span");
+  label.className = "image-load-label";
+  label.textContent = `Load image from ${host}`;
+  button.append(label);
+  if (alt) {
+    const caption = document.createElement("span");
+    caption.className = "image-alt";
+    caption.textContent = alt;
+    button.append(caption);
+  }
+  return button;
+}
+
+function replaceImages(fragment, images) {
+  for (const link of fragment.querySelectorAll(`a[href^="${IMAGE_MARK}"]`)) {
+    const image = images[Number(link.getAttribute("href").slice(IMAGE_MARK.length))];
+    if (image) link.replaceWith(imagePlaceholder(image));
+  }
+}
+
+// --- code --------------------------------------------------------------------
+
 // Finished code blocks don't change while the reply grows: highlight each once.
 const highlightCache = new Map();
 const HIGHLIGHT_CACHE_MAX = 200;
+// A code block still being written is highlighted again on every frame: only
+// while it is short, and never by guessing its language (highlightAuto tries
+// every grammar).
+const LIVE_HIGHLIGHT_MAX = 4000;
 
-function highlight(code, lang) {
+function highlight(code, lang, live) {
+  const known = lang && hljs.getLanguage(lang);
+  if (live && (!known || code.length > LIVE_HIGHLIGHT_MAX)) return escapeHtml(code);
   const key = `${lang}\u0000${code}`;
   let html = highlightCache.get(key);
   if (html === undefined) {
-    if (lang && hljs.getLanguage(lang)) {
+    if (known) {
       html = hljs.highlight(code, { language: lang, ignoreIllegals: true }).value;
     } else if (code.length < 20000) {
       html = hljs.highlightAuto(code).value;
@@ -79,15 +219,16 @@ function highlight(code, lang) {
   return html;
 }
 
-function decorateCodeBlocks(fragment) {
+function decorateCodeBlocks(fragment, live) {
   for (const pre of fragment.querySelectorAll("pre")) {
     const code = pre.querySelector("code");
     if (!code) continue;
     const match = /^language-(\S+)$/.exec(code.className);
     const lang = match ? match[1].toLowerCase() : "";
     const text = code.textContent;
-    code.innerHTML = highlight(text, lang); // hljs escapes its input
+    code.innerHTML = highlight(text, lang, live); // hljs escapes its input
     code.className = "hljs";
+    pre.tabIndex = 0; // it may scroll sideways: reachable by keyboard
 
     const block = document.createElement("div");
     block.className = "code-block";
@@ -106,16 +247,143 @@ function decorateCodeBlocks(fragment) {
   }
 }
 
-/** Render untrusted markdown into `target`, replacing its children. */
-export function renderMarkdown(target, source) {
-  const html = marked.parse(source || "", { async: false });
-  const fragment = DOMPurify.sanitize(html, PURIFY_CONFIG);
-  decorateCodeBlocks(fragment);
-  target.replaceChildren(fragment);
+function wrapTables(fragment) {
+  for (const table of fragment.querySelectorAll("table")) {
+    const wrap = document.createElement("div");
+    wrap.className = "table-wrap";
+    wrap.tabIndex = 0; // it may scroll sideways: reachable by keyboard
+    table.replaceWith(wrap);
+    wrap.append(table);
+  }
 }
 
-/** Copy a code block's text when its Copy button is pressed (event delegation). */
-export function handleCopyClick(event) {
+// --- math typesetting ----------------------------------------------------------
+
+let katex = null;
+let katexLoading = null;
+
+function loadKatex() {
+  katexLoading ??= import(KATEX_URL).then((module) => {
+    katex = module.default;
+    for (const node of document.querySelectorAll(".math-pending")) typeset(node);
+  });
+  return katexLoading;
+}
+
+const KATEX_OPTIONS = { throwOnError: true, trust: false, strict: "ignore", maxSize: 50, maxExpand: 1000 };
+
+/** Typeset `node` (its text is the TeX) in place; failures show the source. */
+function typeset(node) {
+  const tex = node.textContent;
+  const display = node.classList.contains("math-display");
+  node.classList.remove("math-pending");
+  try {
+    // katex.render builds DOM nodes itself (no HTML parsing), with `trust`
+    // off so \href, \url and \html… stay out.
+    katex.render(tex, node, { ...KATEX_OPTIONS, displayMode: display });
+  } catch (error) {
+    node.classList.add("math-error");
+    node.textContent = display ? `$$${tex}$$` : `$${tex}$`;
+    node.title = String(error.message || error);
+  }
+}
+
+function renderMath(fragment) {
+  for (const code of fragment.querySelectorAll('code[class^="language-math"]')) {
+    const display = code.className !== "language-math-inline";
+    const holder = document.createElement(display ? "div" : "span");
+    holder.className = display ? "math-display" : "math-inline";
+    holder.textContent = code.textContent;
+    (display && code.parentElement?.tagName === "PRE" ? code.parentElement : code).replaceWith(holder);
+    if (katex) {
+      typeset(holder);
+    } else {
+      holder.classList.add("math-pending");
+      loadKatex();
+    }
+  }
+}
+
+// --- rendering -----------------------------------------------------------------
+
+function renderFragment(source, live = false) {
+  imagesInRender = [];
+  const html = marked.parse(source, { async: false });
+  const images = imagesInRender;
+  const fragment = DOMPurify.sanitize(html, PURIFY_CONFIG);
+  replaceImages(fragment, images);
+  renderMath(fragment);
+  decorateCodeBlocks(fragment, live);
+  wrapTables(fragment);
+  return fragment;
+}
+
+// While a reply streams, only its last block changes. Each target keeps the
+// source of the blocks before it (rendered once, for good) and re-renders only
+// what follows, so a frame costs the size of the last block, not of the reply.
+const streams = new WeakMap();
+const REFERENCE_DEFINITION = /^ {0,3}\[[^\]]+\]:/m;
+
+function dropLiveNodes(target, stream) {
+  while (target.childNodes.length > stream.nodes) target.lastChild.remove();
+}
+
+function renderStreaming(target, source) {
+  let stream = streams.get(target);
+  if (!stream || !source.startsWith(stream.stable)) {
+    stream = { stable: "", nodes: 0 };
+    streams.set(target, stream);
+    target.replaceChildren();
+  }
+  const tail = source.slice(stream.stable.length);
+  const tokens = marked.lexer(tail);
+  let last = tokens.length - 1;
+  while (last > 0 && tokens[last].type === "space") last -= 1;
+  const finished = tokens
+    .slice(0, Math.max(last, 0))
+    .map((token) => token.raw)
+    .join("");
+  dropLiveNodes(target, stream);
+  if (finished && tail.startsWith(finished)) {
+    target.append(renderFragment(finished));
+    stream.stable += finished;
+    stream.nodes = target.childNodes.length;
+  }
+  target.append(renderFragment(source.slice(stream.stable.length), true));
+}
+
+/**
+ * Render untrusted markdown into `target`, replacing its children. With
+ * `streaming`, `source` is expected to grow between calls and only its end is
+ * redone; the call without it after the last one finishes the job.
+ */
+export function renderMarkdown(target, source, { streaming = false } = {}) {
+  source ||= "";
+  if (streaming) {
+    renderStreaming(target, source);
+    return;
+  }
+  const stream = streams.get(target);
+  streams.delete(target);
+  // Blocks rendered apart can't see each other's [reference]: definitions.
+  if (stream && source.startsWith(stream.stable) && !REFERENCE_DEFINITION.test(source)) {
+    dropLiveNodes(target, stream);
+    target.append(renderFragment(source.slice(stream.stable.length)));
+    return;
+  }
+  target.replaceChildren(renderFragment(source));
+}
+
+// --- clicks inside rendered markdown ---------------------------------------------
+
+/** Copy buttons and image placeholders (event delegation); true if handled. */
+export function handleMarkdownClick(event) {
+  const load = event.target.closest(".image-load");
+  if (load) {
+    loadedImages.add(load.dataset.src);
+    load.replaceWith(imageElement(load.dataset.src, load.dataset.alt));
+    return true;
+  }
   const button = event.target.closest(".code-copy");
   if (!button) return false;
   const code = button.closest(".code-block")?.querySelector("code");

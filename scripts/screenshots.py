@@ -1,0 +1,169 @@
+"""Take the README's screenshots: docs/screenshots/{screen}-{theme}-{device}.png.
+
+Starts the fake upstream and a glmweb worker on a fresh database (as the
+end-to-end tests do), seeds a few chats and one rich conversation (thinking,
+code, a table, math), and photographs each screen in Chromium, light and dark,
+at desktop (1280 by 800) and phone (390 by 844) sizes. A screen the page doesn't
+have (yet) is skipped.
+
+    .venv/bin/python scripts/screenshots.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
+
+from chat.fake_upstream import FakeUpstream, Scenario  # noqa: E402
+from tests.servers import PASSWORD, glmweb_app  # noqa: E402
+
+CHROMIUM = "/usr/bin/chromium"
+OUT = ROOT / "docs" / "screenshots"
+DEVICES = {
+    "desktop": {"viewport": {"width": 1280, "height": 800}, "device_scale_factor": 1},
+    "phone": {
+        "viewport": {"width": 390, "height": 844},
+        "device_scale_factor": 2,
+        "is_mobile": True,
+        "has_touch": True,
+    },
+}
+
+OLDER_CHATS = [
+    ("Plan a three-day trip to Kyoto", "Day one: Fushimi Inari at dawn, then Gion in the evening."),
+    ("Explain Rust lifetimes simply", "A lifetime names how long a reference stays valid."),
+    ("Draft a polite reminder email", "Subject: A gentle reminder about Friday's review."),
+]
+
+QUESTION = "How do I compute the area under x² from 0 to 1 in Python, and check it numerically?"
+
+ANSWER = r"""The exact value comes from the antiderivative:
+$\int_0^1 x^2\,dx = \left[\tfrac{x^3}{3}\right]_0^1$, so
+
+$$\int_0^1 x^2\,dx = \frac{1}{3} \approx 0.3333$$
+
+A midpoint Riemann sum gets there numerically:
+
+```python
+def midpoint_area(f, a: float, b: float, n: int = 1000) -> float:
+    width = (b - a) / n
+    return width * sum(f(a + (i + 0.5) * width) for i in range(n))
+
+print(midpoint_area(lambda x: x * x, 0, 1))  # 0.33333325
+```
+
+How fast it converges:
+
+| steps $n$ | estimate | error |
+|---:|---:|---:|
+| 10 | 0.332500 | 8.3e-4 |
+| 100 | 0.333325 | 8.3e-6 |
+| 1000 | 0.33333325 | 8.3e-8 |
+
+The error shrinks like $1/n^2$, as the midpoint rule promises for smooth functions.
+"""
+
+
+def log_in(page: Page, site: str) -> None:
+    page.goto(f"{site}/accounts/login/")
+    page.locator("#id_username").fill("ada")
+    page.locator("#id_password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    wait_until_ready(page)
+
+
+def wait_until_ready(page: Page) -> None:
+    page.locator("main#chat[data-ready=true]").wait_for()
+
+
+def send(page: Page, site: str, fake: FakeUpstream, question: str, scenario: Scenario) -> None:
+    fake.scenario = scenario
+    page.goto(f"{site}/")
+    wait_until_ready(page)
+    page.get_by_role("textbox", name="Message").fill(question)
+    page.get_by_role("button", name="Send").click()
+    page.wait_for_url("**/c/*/")
+    page.get_by_role("button", name="Send").wait_for()
+    page.locator("article[data-role=assistant]:not(.streaming)").last.wait_for()
+
+
+def seed(browser: Browser, site: str, fake: FakeUpstream) -> tuple[str, dict]:
+    """The chats to show; returns the rich conversation's URL and a logged-in state."""
+    context = browser.new_context()
+    page = context.new_page()
+    log_in(page, site)
+    for question, answer in OLDER_CHATS:
+        send(page, site, fake, question, Scenario(reasoning_tokens=0, text=answer))
+    send(page, site, fake, QUESTION, Scenario(reasoning_tokens=40, text=ANSWER))
+    url = page.url
+    state = context.storage_state()
+    context.close()
+    return url, state
+
+
+def shoot(page: Page, name: str) -> None:
+    page.wait_for_timeout(350)  # let transitions and fonts settle
+    page.screenshot(path=OUT / f"{name}.png")
+    print("wrote", OUT.relative_to(ROOT) / f"{name}.png")
+
+
+def settings_button(page: Page) -> object | None:
+    button = page.get_by_role("button", name="settings", exact=False)
+    return button.first if button.count() else None
+
+
+def photograph(
+    browser: Browser, site: str, chat_url: str, state: dict, theme: str, device: str
+) -> None:
+    context = browser.new_context(color_scheme=theme, storage_state=state, **DEVICES[device])
+    page = context.new_page()
+    suffix = f"{theme}-{device}"
+
+    page.goto(f"{site}/")
+    wait_until_ready(page)
+    shoot(page, f"empty-{suffix}")
+
+    page.goto(chat_url)
+    wait_until_ready(page)
+    page.locator(".katex").first.wait_for()
+    page.evaluate("document.querySelector('article[data-role=user]').scrollIntoView()")
+    shoot(page, f"chat-{suffix}")
+
+    if device == "phone":
+        page.get_by_role("button", name="Open sidebar").click()
+        page.wait_for_function(
+            "() => document.querySelector('#sidebar').getBoundingClientRect().left >= 0"
+        )
+        shoot(page, f"sidebar-open-{suffix}")
+        page.keyboard.press("Escape")
+
+    button = settings_button(page)
+    if button is not None and button.is_visible():
+        button.click()
+        shoot(page, f"settings-{suffix}")
+    context.close()
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    with FakeUpstream().run_in_thread() as fake, glmweb_app(fake.base_url) as app:
+        site = app.start_worker("screenshots")
+        app.create_user("ada")
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+            )
+            chat_url, state = seed(browser, site, fake)
+            for theme in ("light", "dark"):
+                for device in DEVICES:
+                    photograph(browser, site, chat_url, state, theme, device)
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()
