@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -117,79 +118,64 @@ class ChatConsumer(AsyncWebsocketConsumer):
         return frame
 
     async def frame_send(self, frame: dict[str, Any]) -> None:
-        content = frame.get("content")
-        client_id = frame.get("client_id")
         conversation = optional_id(frame.get("conversation"))
-        if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
-            raise FrameError("bad_frame", "client_id must be a string of 1 to 64 characters.")
-        if not isinstance(content, str):
-            raise FrameError("bad_frame", "content must be a string.")
-        if not content.strip():
-            raise FrameError("empty_message", "Type a message first.")
-        if len(content) > settings.GLMWEB_MAX_MESSAGE_CHARS:
-            raise FrameError(
-                "too_large",
-                f"Messages can be at most {settings.GLMWEB_MAX_MESSAGE_CHARS:,} characters; "
-                f"this one has {len(content):,}.",
-            )
-        try:
-            turn = await database_sync_to_async(generation.begin_send)(
-                self.user_id,
-                conversation,
-                content,
-                client_id,
-                frame.get("params"),
-                frame.get("settings"),
-            )
-        except TurnRefused as refused:
-            fields = {"fields": refused.fields} if refused.fields else {}
-            await self.send_error(
-                refused.code,
-                refused.message,
-                client_id=client_id,
-                conversation=conversation,
-                **fields,
-            )
-            return
-        await self.begin(turn)
+        client_id = checked_client_id(frame)
+        content = checked_content(frame)
+        await self.start_turn(
+            generation.begin_send,
+            conversation,
+            content,
+            client_id,
+            frame.get("params"),
+            frame.get("settings"),
+            conversation=conversation,
+            client_id=client_id,
+        )
 
     async def frame_regenerate(self, frame: dict[str, Any]) -> None:
         conversation = required_id(frame.get("conversation"))
         reply = optional_id(frame.get("reply"), "reply")
-        try:
-            turn = await database_sync_to_async(generation.begin_regenerate)(
-                self.user_id, conversation, reply
-            )
-        except TurnRefused as refused:
-            await self.send_error(refused.code, refused.message, conversation=conversation)
-            return
-        await self.begin(turn)
+        await self.start_turn(
+            generation.begin_regenerate, conversation, reply, conversation=conversation
+        )
 
     async def frame_edit(self, frame: dict[str, Any]) -> None:
         conversation = required_id(frame.get("conversation"))
         message = required_id(frame.get("message"), "message")
         client_id = checked_client_id(frame)
         content = checked_content(frame)
-        try:
-            turn = await database_sync_to_async(generation.begin_edit)(
-                self.user_id, conversation, message, content, client_id
-            )
-        except TurnRefused as refused:
-            await self.send_error(
-                refused.code, refused.message, client_id=client_id, conversation=conversation
-            )
-            return
-        await self.begin(turn)
+        await self.start_turn(
+            generation.begin_edit,
+            conversation,
+            message,
+            content,
+            client_id,
+            conversation=conversation,
+            client_id=client_id,
+        )
 
     async def frame_continue(self, frame: dict[str, Any]) -> None:
         conversation = required_id(frame.get("conversation"))
         reply = required_id(frame.get("reply"), "reply")
+        await self.start_turn(
+            generation.begin_continue, conversation, reply, conversation=conversation
+        )
+
+    async def start_turn(
+        self,
+        begin: Callable[..., generation.Turn],
+        *args: Any,
+        conversation: str | None,
+        client_id: str | None = None,
+    ) -> None:
+        """Run one of generation's begin_* functions for this user, then start the turn."""
         try:
-            turn = await database_sync_to_async(generation.begin_continue)(
-                self.user_id, conversation, reply
-            )
+            turn = await database_sync_to_async(begin)(self.user_id, *args)
         except TurnRefused as refused:
-            await self.send_error(refused.code, refused.message, conversation=conversation)
+            extra = {"client_id": client_id} if client_id is not None else {}
+            if refused.fields:
+                extra["fields"] = refused.fields
+            await self.send_error(refused.code, refused.message, conversation=conversation, **extra)
             return
         await self.begin(turn)
 
