@@ -135,8 +135,8 @@ def test_import_pin_archive_and_delete_with_the_dialog(page, site, tmp_path) -> 
     assert page.evaluate("document.activeElement.textContent") == "Cancel"
     dialog.get_by_role("button", name="Cancel").click()
     dialog.wait_for(state="hidden")
-    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == (
-        "Options for Sourdough"
+    page.wait_for_function(
+        "document.activeElement?.getAttribute('aria-label') === 'Options for Sourdough'"
     )
     assert sidebar_link(page, "Sourdough").is_visible()
 

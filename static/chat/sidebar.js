@@ -344,8 +344,9 @@ confirmDialog.addEventListener("close", async () => {
   confirmDialog.returnValue = "";
   if (!target) return;
   if (chosen !== "delete") {
-    // After the dialog's own focus restoring (to the menu item, now gone).
-    setTimeout(() => target.returnFocusTo?.focus());
+    // The row may have been drawn anew while the dialog was open: find its button again.
+    const button = itemFor(target.id)?.querySelector(".conv-menu-button");
+    (button && target.returnFocusTo?.classList.contains("conv-menu-button") ? button : target.returnFocusTo)?.focus();
     return;
   }
   try {
