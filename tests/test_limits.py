@@ -39,7 +39,8 @@ def set_limits(user, **limits: int | None) -> None:
 
 async def refused(socket, content: str = "Over the limit?", **kwargs) -> dict:
     await socket.send_message(content, **kwargs)
-    error = await socket.event()
+    # A reply already streaming on this socket may interleave its deltas.
+    error = (await socket.until("error", "start"))[-1]
     assert error["type"] == "error", error
     assert error["code"] == "limit_reached"
     return error
