@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 from collections import deque
@@ -316,12 +317,13 @@ class FakeUpstream:
         self.port = 0
         self.host = "127.0.0.1"
         self._queue: deque[Scenario] = deque()
+        self.scheme = "http"
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self.scheme}://{self.host}:{self.port}/v1"
 
     def enqueue(self, *scenarios: Scenario) -> None:
         self._queue.extend(scenarios)
@@ -335,8 +337,11 @@ class FakeUpstream:
 
     # --- lifecycle ---
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = await asyncio.start_server(self._serve, host, port, backlog=4096)
+    async def start(
+        self, host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+    ) -> None:
+        self._server = await asyncio.start_server(self._serve, host, port, backlog=4096, ssl=tls)
+        self.scheme = "https" if tls else "http"
         self.host = host
         self.port = self._server.sockets[0].getsockname()[1]
 

@@ -129,26 +129,33 @@ def begin_send(
         with transaction.atomic():
             if (refusal := limits.refusal_for(user_id)) is not None:
                 raise TurnRefused("limit_reached", refusal)
-            conversation = _lock_or_create_conversation(user_id, conversation_id, content)
+            if conversation_id is None:
+                conversation, history = _new_conversation(user_id, content), []
+            else:
+                conversation = _lock_conversation(user_id, conversation_id)
+                _refuse_if_generating(conversation)
+                history = _current_branch(conversation)
             if chosen_settings is not None:
                 apply_settings(conversation, chosen_settings)
             if cleaned:
                 conversation.params = _params_for(conversation.model, conversation.params, cleaned)
-            _refuse_if_generating(conversation)
-            history = _current_branch(conversation)
             _refuse_if_over_context(conversation, history, content)
-            user_message = conversation.messages.create(
+            user_message = Message(
+                conversation=conversation,
                 role=Message.Role.USER,
                 content=content,
                 client_id=client_id,
                 parent_id=history[-1].id if history else None,
             )
-            reply = _create_reply(conversation, parent=user_message)
-            conversation.current_leaf = reply
-            settings_fields = ["model", "system_prompt", "params"]
-            conversation.save(
-                update_fields=[*settings_fields, "title", "current_leaf", "updated_at"]
-            )
+            reply = _new_reply(conversation, parent=user_message)
+            conversation.current_leaf_id = reply.id
+            if conversation_id is None:
+                conversation.save(force_insert=True)
+            else:
+                settings_fields = ["model", "system_prompt", "params"]
+                conversation.save(update_fields=[*settings_fields, "current_leaf", "updated_at"])
+            # One INSERT for both; the conversation's current_leaf is checked at COMMIT.
+            Message.objects.bulk_create([user_message, reply])
     except IntegrityError:
         # Two copies of one frame raced past the lookup: the unique client id
         # let exactly one through, so answer with that one.
@@ -300,13 +307,10 @@ def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
     return turn
 
 
-def _lock_or_create_conversation(
-    user_id: int, conversation_id: str | None, first_message: str
-) -> Conversation:
-    if conversation_id is not None:
-        return _lock_conversation(user_id, conversation_id)
+def _new_conversation(user_id: int, first_message: str) -> Conversation:
+    """A conversation with the default settings, not saved yet."""
     defaults = default_settings()
-    return Conversation.objects.create(
+    return Conversation(
         owner_id=user_id,
         title=title_from(first_message),
         model=defaults.model,
@@ -340,15 +344,29 @@ def _lock_conversation(user_id: int, conversation_id: str) -> Conversation:
 
 
 def _refuse_if_generating(conversation: Conversation) -> None:
-    streaming = conversation.messages.filter(status=Message.Status.STREAMING)
+    streaming = dict(
+        conversation.messages.filter(status=Message.Status.STREAMING).values_list(
+            "id", "updated_at"
+        )
+    )
+    if not streaming:
+        return
     stale_before = timezone.now() - timedelta(seconds=settings.GLMWEB_STALE_STREAM_SECONDS)
-    mark_interrupted(streaming.filter(updated_at__lt=stale_before))
-    if streaming.exists():
+    stale = [pk for pk, updated_at in streaming.items() if updated_at < stale_before]
+    mark_interrupted(Message.objects.filter(id__in=stale))
+    if len(stale) < len(streaming):
         raise TurnRefused("busy", "A reply is already being generated in this conversation.")
 
 
 def _create_reply(conversation: Conversation, parent: Message) -> Message:
-    return conversation.messages.create(
+    reply = _new_reply(conversation, parent)
+    reply.save(force_insert=True)
+    return reply
+
+
+def _new_reply(conversation: Conversation, parent: Message) -> Message:
+    return Message(
+        conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         parent=parent,

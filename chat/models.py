@@ -140,6 +140,9 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"], name="msg_conv_created"),
             # Usage over time: replies by day.
             models.Index(fields=["role", "created_at"], name="msg_role_created"),
+            # A resent frame finds its turn by client id alone (it may have
+            # started a conversation the page doesn't know yet).
+            models.Index(fields=["client_id"], name="msg_client_id"),
             # Worker restarts and the stale sweep: replies still streaming.
             models.Index(
                 fields=["worker", "updated_at"],

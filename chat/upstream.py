@@ -21,7 +21,10 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
+import httpcore
 import httpx
+
+from chat.upstream_net import AsyncioBackend
 
 logger = logging.getLogger("chat.upstream")
 
@@ -543,18 +546,29 @@ def get_client(config: UpstreamConfig) -> httpx.AsyncClient:
     client = per_loop.get(shape)
     if client is None or client.is_closed:
         client = httpx.AsyncClient(
-            http1=True,
-            http2=False,
+            transport=_transport(config),
             timeout=httpx.Timeout(connect=config.connect_timeout, read=None, write=30, pool=30),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.keepalive_connections,
-                keepalive_expiry=config.keepalive_expiry,
-            ),
             trust_env=False,
         )
         per_loop[shape] = client
     return client
+
+
+def _transport(config: UpstreamConfig) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(http1=True, http2=False, trust_env=False)
+    # httpx has no parameter for httpcore's network backend, so its pool is
+    # built again here, as httpx builds it, with ours (see chat/upstream_net.py).
+    transport._pool = httpcore.AsyncConnectionPool(
+        # trust_env: SSL_CERT_FILE / SSL_CERT_DIR name a private CA, as for httpx itself.
+        ssl_context=httpx.create_ssl_context(trust_env=True),
+        max_connections=config.max_connections,
+        max_keepalive_connections=config.keepalive_connections,
+        keepalive_expiry=config.keepalive_expiry,
+        http1=True,
+        http2=False,
+        network_backend=AsyncioBackend(),
+    )
+    return transport
 
 
 async def close_clients() -> None:
