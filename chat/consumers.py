@@ -302,7 +302,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         self.following.add(conversation)
         await self.channel_layer.group_send(
-            generation.control_group(conversation), generation.snapshot_request(self.channel_name)
+            generation.control_group(conversation),
+            generation.snapshot_request(conversation, self.channel_name),
         )
 
     async def snapshot_from_database_later(self, conversation: str) -> None:
@@ -348,7 +349,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.following.discard(conversation)
             await self.channel_layer.group_send(
                 generation.control_group(conversation),
-                generation.unfollow_message(self.channel_name),
+                generation.unfollow_message(conversation, self.channel_name),
             )
 
     async def send_event(self, event: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -658,17 +659,12 @@ class TurnRunner:
 
     async def run(self) -> None:
         layer = get_channel_layer()
-        listener = None
         if relay.reaches_other_processes(layer):
             # Sockets on other workers hear this turn through the layer and send
             # it stop and snapshot requests there; this process's sockets need
-            # neither (chat.relay). The default prefix matters on Redis: all of a
-            # process's channels must share one inbox, or this receive starves
-            # behind the consumers'.
-            control_channel = await layer.new_channel()
-            control = control_group(self.turn.conversation_id)
-            await layer.group_add(control, control_channel)
-            listener = asyncio.create_task(self._listen(layer, control_channel))
+            # neither (chat.relay).
+            channel = await control_channel(layer)
+            await layer.group_add(control_group(self.turn.conversation_id), channel)
             self._layer_outbox = asyncio.Queue()
             self._sender = asyncio.create_task(self._send_to_layer(layer))
         _keep_checkpointing()
@@ -678,20 +674,7 @@ class TurnRunner:
         finally:
             if self._sender is not None and not self._sender.done():
                 self._sender.cancel()  # only when cancelled: _send_last lets it finish
-            if listener is not None:
-                await layer.group_discard(control, control_channel)
-                await self._end_listener(layer, control_channel, listener)
             RUNNING.pop(self.turn.conversation_id, None)
-
-    async def _end_listener(self, layer: Any, channel: str, listener: asyncio.Task[None]) -> None:
-        # On Redis, a receive cancelled mid-read can swallow a message meant for
-        # another channel of this process (a socket's done event): so ask the
-        # listener to return instead, and cancel only if it doesn't.
-        await layer.send(channel, {"type": "turn.end"})
-        try:
-            await asyncio.wait_for(listener, timeout=5)
-        except TimeoutError:
-            log.warning("turn listener did not end", extra={"reply": str(self.turn.reply_id)})
 
     async def _stream_and_save(self) -> None:
         self._stream_task = asyncio.create_task(self._stream())
@@ -813,20 +796,17 @@ class TurnRunner:
             self._layer_outbox.put_nowait(None)
             await self._sender
 
-    async def _listen(self, layer: Any, channel: str) -> None:
-        while True:
-            message = await layer.receive(channel)
-            kind = message.get("type")
-            if kind == "turn.end":
-                return
-            if kind == "turn.stop":
-                self.stop()
-            elif kind == "turn.snapshot" and not self.finished:
-                # From a socket on another worker: from now on it follows this turn.
-                self.followers.add(message["reply_to"])
-                self._publish(self.snapshot(), to=message["reply_to"])
-            elif kind == "turn.unfollow":
-                self.followers.discard(message["reply_to"])
+    def control(self, message: dict[str, Any]) -> None:
+        """A stop or snapshot request from a socket on another worker."""
+        kind = message.get("type")
+        if kind == "turn.stop":
+            self.stop()
+        elif kind == "turn.snapshot" and not self.finished:
+            # From now on that socket follows this turn.
+            self.followers.add(message["reply_to"])
+            self._publish(self.snapshot(), to=message["reply_to"])
+        elif kind == "turn.unfollow":
+            self.followers.discard(message["reply_to"])
 
     def snapshot(self) -> dict[str, Any]:
         # Text not yet flushed is left out: it arrives in the next delta, whose
@@ -1038,7 +1018,7 @@ async def request_stop(layer: Any, conversation: str) -> None:
     if runner is not None:
         runner.stop()
     else:  # it may run on another worker
-        await layer.group_send(control_group(conversation), stop_message())
+        await layer.group_send(control_group(conversation), stop_message(conversation))
 
 
 async def _layer_call(call: Awaitable[None]) -> None:
@@ -1053,13 +1033,57 @@ async def _layer_call(call: Awaitable[None]) -> None:
 ANNOUNCED_EVENTS = frozenset({"start", "done", "error"})
 
 
-def stop_message() -> dict[str, str]:
-    return {"type": "turn.stop"}
+def stop_message(conversation: str) -> dict[str, str]:
+    return {"type": "turn.stop", "conversation": conversation}
 
 
-def snapshot_request(reply_to: str) -> dict[str, str]:
-    return {"type": "turn.snapshot", "reply_to": reply_to}
+def snapshot_request(conversation: str, reply_to: str) -> dict[str, str]:
+    return {"type": "turn.snapshot", "conversation": conversation, "reply_to": reply_to}
 
 
-def unfollow_message(reply_to: str) -> dict[str, str]:
-    return {"type": "turn.unfollow", "reply_to": reply_to}
+def unfollow_message(conversation: str, reply_to: str) -> dict[str, str]:
+    return {"type": "turn.unfollow", "conversation": conversation, "reply_to": reply_to}
+
+
+# One layer channel per process (and event loop) hears the control requests for
+# every turn running here. A turn adds it to its conversation's control group
+# and leaves it there: a request for a turn that has ended is ignored, and the
+# layer expires the group. (A channel, a receive loop, a discard and an end
+# message per turn were five Redis round trips per turn, and under load left
+# receive loops behind.)
+_control_channels: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[int, asyncio.Task[str]]
+] = weakref.WeakKeyDictionary()
+_LISTENERS: set[asyncio.Task[None]] = set()
+
+
+async def control_channel(layer: Any) -> str:
+    loop = asyncio.get_running_loop()
+    per_loop = _control_channels.setdefault(loop, {})
+    opening = per_loop.get(id(layer))
+    if opening is None or (opening.done() and opening.exception() is not None):
+        opening = per_loop[id(layer)] = loop.create_task(_open_control_channel(layer))
+    return await opening
+
+
+async def _open_control_channel(layer: Any) -> str:
+    channel = await layer.new_channel()
+    listener = asyncio.get_running_loop().create_task(_listen_for_control(layer, channel))
+    _LISTENERS.add(listener)
+    listener.add_done_callback(_LISTENERS.discard)
+    return channel
+
+
+async def _listen_for_control(layer: Any, channel: str) -> None:
+    while True:
+        try:
+            message = await layer.receive(channel)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("control channel receive failed", exc_info=True)
+            await asyncio.sleep(1)
+            continue
+        runner = running_here(str(message.get("conversation", "")))
+        if runner is not None:
+            runner.control(message)
