@@ -291,11 +291,10 @@ def _show(conversation: Conversation, leaf: Message) -> None:
 
 
 def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
-    user_message = (
-        Message.objects.filter(conversation__owner_id=user_id, client_id=client_id)
-        .select_related("conversation")
-        .first()
-    )
+    sent = Message.objects.filter(client_id=client_id, conversation__owner_id=user_id)
+    if not sent.exists():  # almost every frame: a third of the cost of fetching
+        return None
+    user_message = sent.select_related("conversation").first()
     if user_message is None:
         return None
     reply = user_message.children.order_by("created_at").first()
