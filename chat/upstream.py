@@ -555,12 +555,14 @@ def get_client(config: UpstreamConfig) -> httpx.AsyncClient:
 
 
 def _transport(config: UpstreamConfig) -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(http1=True, http2=False, trust_env=False)
+    # trust_env: SSL_CERT_FILE / SSL_CERT_DIR name a private CA, as for httpx itself.
+    # One context for both pools below, so the CA bundle is loaded once.
+    ssl_context = httpx.create_ssl_context(trust_env=True)
+    transport = httpx.AsyncHTTPTransport(verify=ssl_context, http1=True, http2=False)
     # httpx has no parameter for httpcore's network backend, so its pool is
     # built again here, as httpx builds it, with ours (see chat/upstream_net.py).
     transport._pool = httpcore.AsyncConnectionPool(
-        # trust_env: SSL_CERT_FILE / SSL_CERT_DIR name a private CA, as for httpx itself.
-        ssl_context=httpx.create_ssl_context(trust_env=True),
+        ssl_context=ssl_context,
         max_connections=config.max_connections,
         max_keepalive_connections=config.keepalive_connections,
         keepalive_expiry=config.keepalive_expiry,

@@ -11,9 +11,9 @@ import pytest
 import trustme
 
 from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
-from chat.upstream import ChatRequest, ContentDelta, Finish, Unreachable, close_clients
+from chat.upstream import ContentDelta, Finish, Unreachable, close_clients
 from chat.upstream_net import HIGH_WATER, AsyncioBackend
-from tests.test_upstream_client import REQUEST, collect, make_config, text_of
+from tests.test_upstream_client import collect, make_config, text_of
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ async def test_a_keep_alive_connection_the_server_closed_is_not_reused() -> None
             connection.cancel()
         await asyncio.sleep(0.1)
 
-        events = await collect(config, ChatRequest(model="glm-5", messages=REQUEST.messages))
+        events = await collect(config)
 
         assert Finish("stop") in events
         assert fake.connections_opened == 2
