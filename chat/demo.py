@@ -1,7 +1,8 @@
 """The offline demo model: canned replies, streamed like a real model.
 
 Used when no UPSTREAM_API_KEY is set, so a fresh clone chats out of the box.
-It yields the same typed events as chat.upstream.stream_chat.
+It yields the same typed events as chat.upstream.stream_chat_batches: a list
+of those whose time has come each time it is asked, like a socket read.
 """
 
 from __future__ import annotations
@@ -43,17 +44,22 @@ def tokens(text: str) -> list[str]:
     return re.findall(r"\s*\S+|\s+", text)
 
 
-async def stream_demo(request: upstream.ChatRequest) -> AsyncIterator[upstream.Event]:
+async def stream_demo(request: upstream.ChatRequest) -> AsyncIterator[list[upstream.Event]]:
     last = request.messages[-1]["content"] if request.messages else ""
     quote = " ".join(last.split())[:200] or "(nothing)"
     reasoning, answer = tokens(REASONING), tokens(ANSWER.format(quote=quote))
-    for token in reasoning:
-        await asyncio.sleep(TOKEN_DELAY)
-        yield upstream.ReasoningDelta(token)
-    for token in answer:
-        await asyncio.sleep(TOKEN_DELAY)
-        yield upstream.ContentDelta(token)
-    yield upstream.Finish("stop")
+    deltas: list[upstream.Event] = [
+        *map(upstream.ReasoningDelta, reasoning),
+        *map(upstream.ContentDelta, answer),
+    ]
+    loop = asyncio.get_running_loop()
+    started, sent = loop.time(), 0
+    while sent < len(deltas):
+        # Token i is due TOKEN_DELAY * (i + 1) after the start.
+        await asyncio.sleep(max(0.0, started + TOKEN_DELAY * (sent + 1) - loop.time()))
+        due = min(len(deltas), int((loop.time() - started) / TOKEN_DELAY))
+        batch, sent = deltas[sent : max(due, sent + 1)], max(due, sent + 1)
+        yield batch
     prompt = sum(len(m["content"]) for m in request.messages) // 4 + 4 * len(request.messages)
     completion = len(reasoning) + len(answer)
-    yield upstream.Usage(prompt, completion, prompt + completion)
+    yield [upstream.Finish("stop"), upstream.Usage(prompt, completion, prompt + completion)]

@@ -618,10 +618,10 @@ def upstream_config() -> upstream.UpstreamConfig:
     )
 
 
-def event_source(request: upstream.ChatRequest) -> AsyncIterator[upstream.Event]:
+def event_batches(request: upstream.ChatRequest) -> AsyncIterator[list[upstream.Event]]:
     if settings.GLMWEB_DEMO_MODEL:
         return demo.stream_demo(request)
-    return upstream.stream_chat(request, upstream_config())
+    return upstream.stream_chat_batches(request, upstream_config())
 
 
 @dataclass
@@ -638,7 +638,6 @@ class TurnRunner:
     first_token_at: float | None = None
     _pending_content: list[str] = field(default_factory=list)
     _pending_reasoning: list[str] = field(default_factory=list)
-    _flush_handle: asyncio.Handle | None = None
     _last_flush: float = 0.0
     # Sockets on other workers that asked for this turn's events (their layer channels).
     followers: set[str] = field(default_factory=set)
@@ -700,11 +699,24 @@ class TurnRunner:
 
     async def _stream(self) -> None:
         try:
-            async for event in event_source(self.turn.request):
-                self._take(event)
+            async for batch in event_batches(self.turn.request):
+                for event in batch:
+                    self._take(event)
+                self._flush()
+                if not self.finish_reason:  # the end is not held back either
+                    await self._until_next_frame()
         except asyncio.CancelledError:
             if not self.stop_requested:
                 raise
+
+    async def _until_next_frame(self) -> None:
+        # Deltas are coalesced by reading less often: what arrives before the
+        # next frame is due waits in the socket and is read, parsed and sent in
+        # one go. The first delta goes out at once, as nothing was sent before it.
+        loop = asyncio.get_running_loop()
+        wait = self._last_flush + settings.GLMWEB_COALESCE_SECONDS - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     def stop(self) -> None:
         if self._stream_task is not None and not self._stream_task.done():
@@ -716,34 +728,19 @@ class TurnRunner:
             case upstream.ContentDelta(text):
                 self.content.append(text)
                 self._pending_content.append(text)
-                self._delta_arrived()
             case upstream.ReasoningDelta(text):
                 self.reasoning.append(text)
                 self._pending_reasoning.append(text)
-                self._delta_arrived()
             case upstream.Finish(reason):
                 self.finish_reason = reason
             case upstream.Usage():
                 self.usage = event
 
-    def _delta_arrived(self) -> None:
-        if self.first_token_at is None:
-            # The first token is never held back.
-            self.first_token_at = time.monotonic()
-            self._flush()
-        elif self._flush_handle is None:
-            loop = asyncio.get_running_loop()
-            due = self._last_flush + settings.GLMWEB_COALESCE_SECONDS
-            if loop.time() >= due:
-                # Out as soon as the deltas of this read are all taken.
-                self._flush_handle = loop.call_soon(self._flush)
-            else:
-                self._flush_handle = loop.call_at(due, self._flush)
-
     def _flush(self) -> None:
-        self._flush_handle = None
         if not (self._pending_content or self._pending_reasoning):
             return
+        if self.first_token_at is None:
+            self.first_token_at = time.monotonic()
         self._last_flush = asyncio.get_running_loop().time()
         event = self._event_head("delta")
         if self._pending_reasoning:
@@ -786,8 +783,6 @@ class TurnRunner:
 
     async def _send_last(self, kind: str, fields: dict[str, Any]) -> None:
         """Flush what is pending, then send the turn's final event and wait for it to leave."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
         self._flush()
         self.finished = True
         self._publish({**self._event_head(kind), **fields})

@@ -24,6 +24,7 @@ from typing import Any
 import httpcore
 import httpx
 
+from chat import upstream_http
 from chat.upstream_net import AsyncioBackend
 
 logger = logging.getLogger("chat.upstream")
@@ -156,6 +157,11 @@ class StreamError(UpstreamError):
 CUT_OFF_MESSAGE = "The connection to the model provider broke before the reply was finished."
 DEADLINE_MESSAGE = "The reply took longer than the time allowed, so it was cut off."
 CONNECT_TIMEOUT_MESSAGE = "The model provider did not answer in time. Please try again shortly."
+OVERLOADED_MESSAGE = "The server is handling too many replies right now. Please try again shortly."
+UNSENDABLE_MESSAGE = (
+    "The request to the model provider could not be sent. "
+    "An administrator needs to check the upstream settings."
+)
 
 _URL_RE = re.compile(r"(?:https?|wss?)://\S+|\bwww\.\S+", re.IGNORECASE)
 _SECRET_RE = re.compile(r"\b(?:sk|pk|key)-[A-Za-z0-9_\-]{6,}|\bBearer\s+\S+", re.IGNORECASE)
@@ -356,27 +362,40 @@ class SSEParser:
         self._data: list[str] = []
         self._think = _ThinkSplitter()
         self._ended = False
+        # An error met after some events of the same feed, raised after them.
+        self.pending_error: UpstreamError | None = None
 
     def feed(self, data: bytes) -> list[Event]:
+        if self.pending_error is not None:
+            raise self.pending_error
         if not data or self._ended:
             return []
         scan_from = max(len(self._buffer) - 1, 0)
         buffer = self._buffer + data
         events: list[Event] = []
         start = 0
-        for match in _LINE_END_RE.finditer(buffer, scan_from):
-            # A CR at the very end may be the first half of a CRLF still in flight.
-            if match.group() == b"\r" and match.end() == len(buffer):
-                break
-            self._line(buffer[start : match.start()], events)
-            start = match.end()
-            if self._ended:
-                break
+        try:
+            for match in _LINE_END_RE.finditer(buffer, scan_from):
+                # A CR at the very end may be the first half of a CRLF still in flight.
+                if match.group() == b"\r" and match.end() == len(buffer):
+                    break
+                self._line(buffer[start : match.start()], events)
+                start = match.end()
+                if self._ended:
+                    break
+        except UpstreamError as error:
+            if not events:
+                raise
+            # The events before the bad one still count: they go out first, and
+            # the error with the next call (see `pending_error`).
+            self.pending_error, self._ended = error, True
         self._buffer = b"" if self._ended else buffer[start:]
         return events
 
     def close(self) -> list[Event]:
         """End of body: flush what is pending; ProtocolError if the reply was cut."""
+        if self.pending_error is not None:
+            raise self.pending_error
         events: list[Event] = []
         if not self._ended:
             if self._buffer:
@@ -528,20 +547,45 @@ class UpstreamConfig:
 
 # --- HTTP client --------------------------------------------------------------
 
-_clients: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[tuple[float, int, int, float], httpx.AsyncClient]
+# Streamed replies go through chat.upstream_http's pool, plain requests (titles)
+# through httpx: one of each per event loop and pool shape.
+_Shape = tuple[float, int, int, float]
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Shape, httpx.AsyncClient]]
+_clients = weakref.WeakKeyDictionary()
+_stream_pools: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[_Shape, upstream_http.StreamPool]
 ] = weakref.WeakKeyDictionary()
 
 
-def get_client(config: UpstreamConfig) -> httpx.AsyncClient:
-    """The pooled client for the running event loop (one per loop and pool shape)."""
-    loop = asyncio.get_running_loop()
-    shape = (
+def _shape(config: UpstreamConfig) -> _Shape:
+    return (
         config.connect_timeout,
         config.max_connections,
         config.keepalive_connections,
         config.keepalive_expiry,
     )
+
+
+def get_stream_pool(config: UpstreamConfig) -> upstream_http.StreamPool:
+    """The connections streamed replies use on the running event loop."""
+    per_loop = _stream_pools.setdefault(asyncio.get_running_loop(), {})
+    pool = per_loop.get(_shape(config))
+    if pool is None or pool.closed:
+        pool = per_loop[_shape(config)] = upstream_http.StreamPool(
+            # trust_env: SSL_CERT_FILE / SSL_CERT_DIR name a private CA, as for httpx.
+            httpx.create_ssl_context(trust_env=True),
+            max_connections=config.max_connections,
+            keepalive=config.keepalive_connections,
+            keepalive_expiry=config.keepalive_expiry,
+            connect_timeout=config.connect_timeout,
+        )
+    return pool
+
+
+def get_client(config: UpstreamConfig) -> httpx.AsyncClient:
+    """The pooled httpx client for the running event loop, for requests not streamed."""
+    loop = asyncio.get_running_loop()
+    shape = _shape(config)
     per_loop = _clients.setdefault(loop, {})
     client = per_loop.get(shape)
     if client is None or client.is_closed:
@@ -578,6 +622,8 @@ async def close_clients() -> None:
     loop = asyncio.get_running_loop()
     for client in _clients.pop(loop, {}).values():
         await client.aclose()
+    for pool in _stream_pools.pop(loop, {}).values():
+        await pool.aclose()
 
 
 def _headers(config: UpstreamConfig, *, stream: bool) -> dict[str, str]:
@@ -588,22 +634,34 @@ def _headers(config: UpstreamConfig, *, stream: bool) -> dict[str, str]:
     return headers
 
 
+def _stream_headers(config: UpstreamConfig) -> list[tuple[str, str]]:
+    return list(_headers(config, stream=True).items())
+
+
+def _connection_error(exc: upstream_http.HTTPError, secret: str) -> UpstreamError:
+    # The message can quote a header value, so the key must be scrubbed.
+    detail = _redact(f"{type(exc).__name__}: {exc}", secret)
+    match exc:
+        case upstream_http.ConnectTimedOut():
+            return UpstreamTimeout(CONNECT_TIMEOUT_MESSAGE, detail=detail, retryable=True)
+        case upstream_http.PoolFull():
+            return Overloaded(OVERLOADED_MESSAGE, detail=detail)
+        case upstream_http.ConnectFailed() | upstream_http.ConnectionBroken():
+            return Unreachable(detail=detail)
+        case upstream_http.Malformed():
+            return ProtocolError(detail=detail)
+    return UpstreamError(UNSENDABLE_MESSAGE, detail=detail)
+
+
 def _transport_error(exc: httpx.TransportError, secret: str) -> UpstreamError:
     # httpx messages can quote a header value, so the key must be scrubbed.
     detail = _redact(f"{type(exc).__name__}: {exc}", secret)
     if isinstance(exc, httpx.LocalProtocolError):
-        return UpstreamError(
-            "The request to the model provider could not be sent. "
-            "An administrator needs to check the upstream settings.",
-            detail=detail,
-        )
+        return UpstreamError(UNSENDABLE_MESSAGE, detail=detail)
     if isinstance(exc, httpx.ConnectTimeout):
         return UpstreamTimeout(CONNECT_TIMEOUT_MESSAGE, detail=detail, retryable=True)
     if isinstance(exc, httpx.PoolTimeout):
-        return Overloaded(
-            "The server is handling too many replies right now. Please try again shortly.",
-            detail=detail,
-        )
+        return Overloaded(OVERLOADED_MESSAGE, detail=detail)
     return Unreachable(detail=detail)
 
 
@@ -624,105 +682,98 @@ def _retry_delay(exc: UpstreamError, attempt: int, config: UpstreamConfig) -> fl
     return _backoff(attempt, config)
 
 
-async def _read_body(response: httpx.Response, limit: int = 1 << 20) -> str:
-    body = b""
-    async for part in response.aiter_bytes():
-        body += part
-        if len(body) > limit:
-            break
-    return body.decode("utf-8", errors="replace")
-
-
 async def _stream_once(
-    client: httpx.AsyncClient, request: ChatRequest, config: UpstreamConfig, deadline_at: float
-) -> AsyncIterator[Event]:
+    pool: upstream_http.StreamPool,
+    request: ChatRequest,
+    config: UpstreamConfig,
+    deadline_at: float,
+) -> AsyncIterator[list[Event]]:
     parser = SSEParser()
     try:
-        response = await _open_stream(client, request, config, deadline_at)
+        response = await _open_stream(pool, request, config, deadline_at)
         try:
-            async with aclosing(_response_events(response, parser, config, deadline_at)) as events:
-                async for event in events:
-                    yield event
+            if response.status_code >= 300 or _is_json(response):
+                yield await _whole_body_events(response, config, deadline_at)
+                return
+            async with aclosing(_read_batches(response, parser, config, deadline_at)) as batches:
+                async for batch in batches:
+                    yield batch
         finally:
             await response.aclose()
-    except httpx.TransportError as exc:
+    except upstream_http.HTTPError as exc:
         if parser.data_lines == 0 and not parser.done:
-            raise _transport_error(exc, config.api_key) from exc
+            raise _connection_error(exc, config.api_key) from exc
         if parser.finish_reason is None and not parser.done:
             detail = _redact(f"{type(exc).__name__}: {exc}", config.api_key)
             raise ProtocolError(CUT_OFF_MESSAGE, detail=detail) from exc
-        for event in parser.close():
-            yield event
+        yield parser.close()
 
 
 async def _open_stream(
-    client: httpx.AsyncClient, request: ChatRequest, config: UpstreamConfig, deadline_at: float
-) -> httpx.Response:
+    pool: upstream_http.StreamPool, request: ChatRequest, config: UpstreamConfig, deadline_at: float
+) -> upstream_http.Response:
     """Send the request and wait for the response head, under the watchdog."""
-    http_request = client.build_request(
-        "POST", config.url, json=request.body(), headers=_headers(config, stream=True)
-    )
+    body = json.dumps(request.body(), ensure_ascii=False, separators=(",", ":")).encode()
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout_at(min(deadline_at, loop.time() + config.chunk_timeout)):
-            response = await client.send(http_request, stream=True)
+            response = await pool.post(config.url, _stream_headers(config), body)
     except TimeoutError:
         raise _timeout_error(loop.time() >= deadline_at, SSEParser()) from None
     logger.log(_status_level(response), "upstream stream status=%s", response.status_code)
     return response
 
 
-async def _response_events(
-    response: httpx.Response, parser: SSEParser, config: UpstreamConfig, deadline_at: float
-) -> AsyncIterator[Event]:
-    if response.status_code >= 300 or _is_json(response):
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout_at(min(deadline_at, loop.time() + config.chunk_timeout)):
-                body = await _read_body(response)
-        except TimeoutError:
-            raise _timeout_error(loop.time() >= deadline_at, parser) from None
-        except httpx.TransportError:
-            if response.status_code < 300:
-                raise
-            body = ""  # the status alone still says what went wrong
-        if response.status_code >= 300:
-            raise error_from_response(response.status_code, body, response.headers, config.api_key)
-        # Some gateways ignore "stream" or report errors as 200 + JSON.
-        for event in _completion_events(body):
-            yield event
-        return
-    async with aclosing(_read_events(response, parser, config, deadline_at)) as events:
-        async for event in events:
-            yield event
+async def _whole_body_events(
+    response: upstream_http.Response, config: UpstreamConfig, deadline_at: float
+) -> list[Event]:
+    """An error status, or a 200 with JSON: some gateways ignore "stream" or report errors so."""
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(min(deadline_at, loop.time() + config.chunk_timeout)):
+            body = (await response.read()).decode("utf-8", errors="replace")
+    except TimeoutError:
+        raise _timeout_error(loop.time() >= deadline_at, SSEParser()) from None
+    except upstream_http.HTTPError:
+        if response.status_code < 300:
+            raise
+        body = ""  # the status alone still says what went wrong
+    if response.status_code >= 300:
+        raise error_from_response(response.status_code, body, response.headers, config.api_key)
+    return _completion_events(body)
 
 
-async def _read_events(
-    response: httpx.Response, parser: SSEParser, config: UpstreamConfig, deadline_at: float
-) -> AsyncIterator[Event]:
+async def _read_batches(
+    response: upstream_http.Response, parser: SSEParser, config: UpstreamConfig, deadline_at: float
+) -> AsyncIterator[list[Event]]:
+    """The events of each read: everything that arrived since the one before."""
     loop = asyncio.get_running_loop()
     watch_at = min(deadline_at, loop.time() + config.chunk_timeout)
-    chunks = response.aiter_bytes()
     while True:
+        if loop.time() >= watch_at and parser.finish_reason is None and not parser.done:
+            # Checked here too: a read of data already there never wakes the timeout.
+            raise _timeout_error(loop.time() >= deadline_at, parser)
         # The timeout wraps only the read, never a yield: it cancels the current
         # task, which is the consumer's while this generator is suspended.
         try:
             async with asyncio.timeout_at(watch_at):
-                data = await anext(chunks, None)
+                data = await response.read_some()
         except TimeoutError:
             if parser.finish_reason is None and not parser.done:
                 raise _timeout_error(loop.time() >= deadline_at, parser) from None
             break  # a stall after the finish chunk loses nothing
-        if data is None:
+        if not data:
             break
         before = parser.data_lines
         events = parser.feed(data)
         if parser.data_lines != before:
             watch_at = min(deadline_at, loop.time() + config.chunk_timeout)
-        for event in events:
-            yield event
-    for event in parser.close():
-        yield event
+        if events:
+            yield events
+        if parser.pending_error is not None:
+            raise parser.pending_error
+    if events := parser.close():
+        yield events
 
 
 def _timeout_error(deadline_passed: bool, parser: SSEParser) -> UpstreamTimeout:
@@ -734,17 +785,27 @@ def _timeout_error(deadline_passed: bool, parser: SSEParser) -> UpstreamTimeout:
 
 async def stream_chat(request: ChatRequest, config: UpstreamConfig) -> AsyncIterator[Event]:
     """Stream one reply as events; retries happen only before the first event."""
-    client = get_client(config)
+    async with aclosing(stream_chat_batches(request, config)) as batches:
+        async for batch in batches:
+            for event in batch:
+                yield event
+
+
+async def stream_chat_batches(
+    request: ChatRequest, config: UpstreamConfig
+) -> AsyncIterator[list[Event]]:
+    """`stream_chat`, a list of events per read: what arrived together comes together."""
+    pool = get_stream_pool(config)
     loop = asyncio.get_running_loop()
     deadline_at = loop.time() + config.deadline
     attempt = 0
     while True:
         yielded = False
         try:
-            async with aclosing(_stream_once(client, request, config, deadline_at)) as events:
-                async for event in events:
+            async with aclosing(_stream_once(pool, request, config, deadline_at)) as batches:
+                async for batch in batches:
                     yielded = True
-                    yield event
+                    yield batch
             return
         except UpstreamError as exc:
             if yielded:
@@ -824,11 +885,11 @@ def _parse_completion(text: str) -> tuple[str, Usage | None]:
     return answer, usage
 
 
-def _is_json(response: httpx.Response) -> bool:
+def _is_json(response: httpx.Response | upstream_http.Response) -> bool:
     return response.headers.get("content-type", "").startswith("application/json")
 
 
-def _status_level(response: httpx.Response) -> int:
+def _status_level(response: httpx.Response | upstream_http.Response) -> int:
     return logging.DEBUG if response.status_code < 300 else logging.INFO
 
 

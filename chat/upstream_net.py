@@ -1,11 +1,12 @@
 """The upstream client's sockets, on plain asyncio.
 
-httpx reaches the network through an httpcore backend; the default one goes
-through anyio, which re-arms the socket in epoll and yields to the loop once per
-read. A streamed reply is one small read per token, so that cost is paid per
-token per stream: at 200 streams it was most of the relay's upstream CPU. This
-backend keeps the socket armed and buffers what arrives, so a read of data that
-is already there costs no system call and no loop turn.
+Streamed replies use these sockets directly (chat.upstream_http); plain
+requests reach them through httpx, as an httpcore network backend. httpx's
+default backend goes through anyio, which re-arms the socket in epoll and
+yields to the loop once per read: paid per token per stream, that was most of
+the relay's upstream CPU at 200 streams. These sockets stay armed and buffer
+what arrives, so a read of data already there costs no system call and no
+loop turn, and returns everything that came since the last read.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteTimeout("timed out writing to upstream") from None
 
     async def aclose(self) -> None:
+        self._transport.close()
+
+    def close_now(self) -> None:
         self._transport.close()
 
     async def start_tls(

@@ -79,8 +79,8 @@ async def test_a_burst_larger_than_the_buffer_arrives_whole_and_in_order() -> No
 
 
 async def test_a_keep_alive_connection_the_server_closed_is_not_reused() -> None:
-    """httpcore asks the backend whether an idle connection is readable; an
-    idle one that is has been closed by the server, and must not be sent on."""
+    """An idle connection that is readable has been closed by the server (or
+    sent junk): the pool must not send on it (chat.upstream_http)."""
     fake = FakeUpstream(Scenario(tokens=3, reasoning_tokens=0))
     await fake.start()
     config = make_config(fake, max_retries=0)

@@ -1,0 +1,183 @@
+"""`python -m bench.upstream_read`: what reading a streamed reply costs, layer by layer.
+
+The relay's CPU per token is mostly spent reading the upstream. This measures
+that part alone, in this process, against the fake upstream in its own process:
+N streams of T tokens at R tokens a second, read four ways, each timed by this
+process's CPU time per token. The ways add one layer at a time:
+
+- asyncio: a bare asyncio Protocol that only counts what arrives (the floor);
+- asyncio, paced: the same, but after each read the socket is left alone for
+  the coalescing interval, so the kernel joins the tokens that arrive meanwhile;
+- httpx: httpx's streamed body on glmweb's transport (chat.upstream_net), no parsing;
+- glmweb: `chat.upstream.stream_chat`, the relay's own reader, typed events out;
+- glmweb, paced: its batches read as the relay reads them, once per frame interval.
+
+Only differences measured in one run mean anything: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+
+from bench.servers import fake_upstream
+from chat import upstream
+
+LAST_CHUNK = b"0\r\n\r\n"
+PACE_SECONDS = 0.05
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def request_body(tokens: int, delay: float, index: int) -> dict[str, object]:
+    knobs = json.dumps({"tokens": tokens, "reasoning_tokens": 0, "delay": delay})
+    content = f"[[fake {knobs}]] read {index}"
+    return {"model": "glm-5", "stream": True, "messages": [{"role": "user", "content": content}]}
+
+
+class Counting(asyncio.Protocol):
+    """Counts reads until the body's last chunk; paced, it pauses after each read."""
+
+    def __init__(self, pace: float) -> None:
+        self.pace = pace
+        self.reads = 0
+        self.done = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reads += 1
+        if data.endswith(LAST_CHUNK):
+            self.done.set_result(None)
+        elif self.pace:
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_later(self.pace, self.transport.resume_reading)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+
+async def read_with_protocol(url: str, body: dict[str, object], pace: float) -> int:
+    parts = urllib.parse.urlsplit(url)
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST {parts.path}/chat/completions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.create_connection(
+        lambda: Counting(pace), parts.hostname, parts.port
+    )
+    transport.write(head.encode() + payload)
+    await protocol.done
+    transport.close()
+    return protocol.reads
+
+
+async def read_with_httpx(config: upstream.UpstreamConfig, body: dict[str, object]) -> int:
+    reads = 0
+    client = upstream.get_client(config)
+    async with client.stream("POST", config.url, json=body) as response:
+        async for _ in response.aiter_bytes():
+            reads += 1
+    return reads
+
+
+async def read_with_glmweb(config: upstream.UpstreamConfig, body: dict[str, object]) -> int:
+    request = upstream.ChatRequest(model="glm-5", messages=body["messages"])  # type: ignore[arg-type]
+    deltas = 0
+    async for event in upstream.stream_chat(request, config):
+        deltas += isinstance(event, upstream.ContentDelta)
+    return deltas
+
+
+async def read_with_glmweb_paced(config: upstream.UpstreamConfig, body: dict[str, object]) -> int:
+    """As the relay reads: a batch, then nothing until the next frame is due."""
+    request = upstream.ChatRequest(model="glm-5", messages=body["messages"])  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    deltas = 0
+    async for batch in upstream.stream_chat_batches(request, config):
+        read_at = loop.time()
+        deltas += sum(isinstance(event, upstream.ContentDelta) for event in batch)
+        await asyncio.sleep(max(0.0, read_at + PACE_SECONDS - loop.time()))
+    return deltas
+
+
+async def one_round(
+    read_one: Callable[[int], Awaitable[int]], streams: int, tokens: int
+) -> dict[str, float]:
+    cpu, wall = cpu_seconds(), time.monotonic()
+    reads = await asyncio.gather(*(read_one(index) for index in range(streams)))
+    return {
+        "cpu_us_per_token": round((cpu_seconds() - cpu) / (streams * tokens) * 1e6, 1),
+        "reads_per_stream": round(sum(reads) / streams, 1),
+        "wall_s": round(time.monotonic() - wall, 2),
+    }
+
+
+async def run(
+    url: str, streams: int, tokens: int, delay: float, rounds: int
+) -> dict[str, list[dict[str, float]]]:
+    config = upstream.UpstreamConfig(base_url=url, api_key="bench-key")
+
+    def body(index: int) -> dict[str, object]:
+        return request_body(tokens, delay, index)
+
+    ways: dict[str, Callable[[int], Awaitable[int]]] = {
+        "asyncio": lambda i: read_with_protocol(url, body(i), 0),
+        f"asyncio, paced {PACE_SECONDS * 1000:.0f} ms": lambda i: read_with_protocol(
+            url, body(i), PACE_SECONDS
+        ),
+        "httpx": lambda i: read_with_httpx(config, body(i)),
+        "glmweb": lambda i: read_with_glmweb(config, body(i)),
+        f"glmweb, paced {PACE_SECONDS * 1000:.0f} ms": lambda i: read_with_glmweb_paced(
+            config, body(i)
+        ),
+    }
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in ways}
+    # Interleaved, so a machine that slows down mid-run slows every way alike.
+    for _ in range(rounds):
+        for name, read_one in ways.items():
+            results[name].append(await one_round(read_one, streams, tokens))
+    await upstream.close_clients()
+    return results
+
+
+def table(
+    results: dict[str, list[dict[str, float]]], streams: int, tokens: int, rate: float
+) -> str:
+    lines = [
+        f"{streams} streams x {tokens} tokens at {rate:.0f} tok/s, CPU of this process per token",
+        "| way | µs per token (each round) | reads per stream |",
+        "|---|---|---|",
+    ]
+    for way, rounds in results.items():
+        cpu = " / ".join(str(r["cpu_us_per_token"]) for r in rounds)
+        lines.append(f"| {way} | {cpu} | {rounds[-1]['reads_per_stream']} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.upstream_read", description=__doc__)
+    parser.add_argument("--streams", type=int, default=200)
+    parser.add_argument("--tokens", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50, help="tokens a second per stream")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with fake_upstream() as url:
+        results = asyncio.run(run(url, args.streams, args.tokens, 1 / args.rate, args.rounds))
+    print(table(results, args.streams, args.tokens, args.rate))
+
+
+if __name__ == "__main__":
+    main()
