@@ -8,9 +8,10 @@ process's CPU time per token. The ways add one layer at a time:
 - asyncio: a bare asyncio Protocol that only counts what arrives (the floor);
 - asyncio, paced: the same, but after each read the socket is left alone for
   the coalescing interval, so the kernel joins the tokens that arrive meanwhile;
-- httpx: httpx's streamed body on glmweb's transport (chat.upstream_net), no parsing;
-- glmweb: `chat.upstream.stream_chat`, the relay's own reader, typed events out;
-- glmweb, paced: its batches read as the relay reads them, once per frame interval.
+- httpx: httpx's streamed body, as it comes (what glmweb used before), no parsing;
+- glmweb: `chat.upstream.stream_chat_batches`, the relay's own reader, typed events out;
+- glmweb, paced: the same with the relay's `read_interval`: the socket is read
+  at most once per frame interval, and what came meanwhile in one go.
 
 Only differences measured in one run mean anything: the machine is shared.
 """
@@ -19,11 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import resource
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
+
+import httpx
 
 from bench.servers import fake_upstream
 from chat import upstream
@@ -84,9 +88,10 @@ async def read_with_protocol(url: str, body: dict[str, object], pace: float) -> 
     return protocol.reads
 
 
-async def read_with_httpx(config: upstream.UpstreamConfig, body: dict[str, object]) -> int:
+async def read_with_httpx(
+    client: httpx.AsyncClient, config: upstream.UpstreamConfig, body: dict[str, object]
+) -> int:
     reads = 0
-    client = upstream.get_client(config)
     async with client.stream("POST", config.url, json=body) as response:
         async for _ in response.aiter_bytes():
             reads += 1
@@ -95,22 +100,10 @@ async def read_with_httpx(config: upstream.UpstreamConfig, body: dict[str, objec
 
 async def read_with_glmweb(config: upstream.UpstreamConfig, body: dict[str, object]) -> int:
     request = upstream.ChatRequest(model="glm-5", messages=body["messages"])  # type: ignore[arg-type]
-    deltas = 0
-    async for event in upstream.stream_chat(request, config):
-        deltas += isinstance(event, upstream.ContentDelta)
-    return deltas
-
-
-async def read_with_glmweb_paced(config: upstream.UpstreamConfig, body: dict[str, object]) -> int:
-    """As the relay reads: a batch, then nothing until the next frame is due."""
-    request = upstream.ChatRequest(model="glm-5", messages=body["messages"])  # type: ignore[arg-type]
-    loop = asyncio.get_running_loop()
-    deltas = 0
-    async for batch in upstream.stream_chat_batches(request, config):
-        read_at = loop.time()
-        deltas += sum(isinstance(event, upstream.ContentDelta) for event in batch)
-        await asyncio.sleep(max(0.0, read_at + PACE_SECONDS - loop.time()))
-    return deltas
+    batches = 0
+    async for _ in upstream.stream_chat_batches(request, config):
+        batches += 1
+    return batches
 
 
 async def one_round(
@@ -129,6 +122,9 @@ async def run(
     url: str, streams: int, tokens: int, delay: float, rounds: int
 ) -> dict[str, list[dict[str, float]]]:
     config = upstream.UpstreamConfig(base_url=url, api_key="bench-key")
+    paced = dataclasses.replace(config, read_interval=PACE_SECONDS)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
+    client = httpx.AsyncClient(limits=limits, trust_env=False)
 
     def body(index: int) -> dict[str, object]:
         return request_body(tokens, delay, index)
@@ -138,11 +134,9 @@ async def run(
         f"asyncio, paced {PACE_SECONDS * 1000:.0f} ms": lambda i: read_with_protocol(
             url, body(i), PACE_SECONDS
         ),
-        "httpx": lambda i: read_with_httpx(config, body(i)),
+        "httpx": lambda i: read_with_httpx(client, config, body(i)),
         "glmweb": lambda i: read_with_glmweb(config, body(i)),
-        f"glmweb, paced {PACE_SECONDS * 1000:.0f} ms": lambda i: read_with_glmweb_paced(
-            config, body(i)
-        ),
+        f"glmweb, paced {PACE_SECONDS * 1000:.0f} ms": lambda i: read_with_glmweb(paced, body(i)),
     }
     results: dict[str, list[dict[str, float]]] = {name: [] for name in ways}
     # Interleaved, so a machine that slows down mid-run slows every way alike.
@@ -150,6 +144,7 @@ async def run(
         for name, read_one in ways.items():
             results[name].append(await one_round(read_one, streams, tokens))
     await upstream.close_clients()
+    await client.aclose()
     return results
 
 

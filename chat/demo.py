@@ -44,7 +44,11 @@ def tokens(text: str) -> list[str]:
     return re.findall(r"\s*\S+|\s+", text)
 
 
-async def stream_demo(request: upstream.ChatRequest) -> AsyncIterator[list[upstream.Event]]:
+async def stream_demo(
+    request: upstream.ChatRequest, read_interval: float = 0.0
+) -> AsyncIterator[list[upstream.Event]]:
+    """Token i is due TOKEN_DELAY * (i + 1) after the start; like the upstream
+    reader, this hands them over at most once per `read_interval`."""
     last = request.messages[-1]["content"] if request.messages else ""
     quote = " ".join(last.split())[:200] or "(nothing)"
     reasoning, answer = tokens(REASONING), tokens(ANSWER.format(quote=quote))
@@ -53,12 +57,14 @@ async def stream_demo(request: upstream.ChatRequest) -> AsyncIterator[list[upstr
         *map(upstream.ContentDelta, answer),
     ]
     loop = asyncio.get_running_loop()
-    started, sent = loop.time(), 0
+    started = read_at = loop.time()
+    sent = 0
     while sent < len(deltas):
-        # Token i is due TOKEN_DELAY * (i + 1) after the start.
-        await asyncio.sleep(max(0.0, started + TOKEN_DELAY * (sent + 1) - loop.time()))
-        due = min(len(deltas), int((loop.time() - started) / TOKEN_DELAY))
-        batch, sent = deltas[sent : max(due, sent + 1)], max(due, sent + 1)
+        next_due = started + TOKEN_DELAY * (sent + 1)
+        await asyncio.sleep(max(0.0, next_due - loop.time(), read_at - loop.time()))
+        read_at = loop.time() + read_interval
+        due = max(sent + 1, min(len(deltas), int((loop.time() - started) / TOKEN_DELAY)))
+        batch, sent = deltas[sent:due], due
         yield batch
     prompt = sum(len(m["content"]) for m in request.messages) // 4 + 4 * len(request.messages)
     completion = len(reasoning) + len(answer)

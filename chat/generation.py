@@ -615,12 +615,14 @@ def upstream_config() -> upstream.UpstreamConfig:
         max_retry_wait=settings.UPSTREAM_MAX_RETRY_WAIT,
         max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
         keepalive_connections=settings.UPSTREAM_KEEPALIVE_CONNECTIONS,
+        # Deltas are coalesced by reading less often: one read, one frame.
+        read_interval=settings.GLMWEB_COALESCE_SECONDS,
     )
 
 
 def event_batches(request: upstream.ChatRequest) -> AsyncIterator[list[upstream.Event]]:
     if settings.GLMWEB_DEMO_MODEL:
-        return demo.stream_demo(request)
+        return demo.stream_demo(request, settings.GLMWEB_COALESCE_SECONDS)
     return upstream.stream_chat_batches(request, upstream_config())
 
 
@@ -638,7 +640,7 @@ class TurnRunner:
     first_token_at: float | None = None
     _pending_content: list[str] = field(default_factory=list)
     _pending_reasoning: list[str] = field(default_factory=list)
-    _last_flush: float = 0.0
+    _ids: dict[str, str] = field(init=False)
     # Sockets on other workers that asked for this turn's events (their layer channels).
     followers: set[str] = field(default_factory=set)
     finished: bool = False
@@ -649,6 +651,11 @@ class TurnRunner:
     _last_checkpoint: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
+        # Every event names its turn; the ids as text, once.
+        self._ids = {
+            "conversation": str(self.turn.conversation_id),
+            "reply": str(self.turn.reply_id),
+        }
         # A continued reply starts from its saved text; deltas carry only new text.
         if self.turn.prefix_content:
             self.content.append(self.turn.prefix_content)
@@ -702,21 +709,12 @@ class TurnRunner:
             async for batch in event_batches(self.turn.request):
                 for event in batch:
                     self._take(event)
+                # One frame per batch: the source reads at most once per
+                # GLMWEB_COALESCE_SECONDS (see upstream_config).
                 self._flush()
-                if not self.finish_reason:  # the end is not held back either
-                    await self._until_next_frame()
         except asyncio.CancelledError:
             if not self.stop_requested:
                 raise
-
-    async def _until_next_frame(self) -> None:
-        # Deltas are coalesced by reading less often: what arrives before the
-        # next frame is due waits in the socket and is read, parsed and sent in
-        # one go. The first delta goes out at once, as nothing was sent before it.
-        loop = asyncio.get_running_loop()
-        wait = self._last_flush + settings.GLMWEB_COALESCE_SECONDS - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
 
     def stop(self) -> None:
         if self._stream_task is not None and not self._stream_task.done():
@@ -741,7 +739,6 @@ class TurnRunner:
             return
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
-        self._last_flush = asyncio.get_running_loop().time()
         event = self._event_head("delta")
         if self._pending_reasoning:
             event["reasoning"] = "".join(self._pending_reasoning)
@@ -754,7 +751,7 @@ class TurnRunner:
     def _publish(self, event: dict[str, Any], to: str | None = None) -> None:
         """This process's sockets get the event at once; other workers' through the layer."""
         if to is None:
-            relay.publish(str(self.turn.conversation_id), event)
+            relay.publish(self._ids["conversation"], event)
         if self._layer_outbox is not None and (
             to is not None or self.followers or event["type"] in ANNOUNCED_EVENTS
         ):
@@ -863,8 +860,7 @@ class TurnRunner:
             self.seq += 1
         return {
             "type": kind,
-            "conversation": str(self.turn.conversation_id),
-            "reply": str(self.turn.reply_id),
+            **self._ids,
             "seq": self.seq,
         }
 

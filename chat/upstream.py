@@ -21,11 +21,9 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
 import httpx
 
 from chat import upstream_http
-from chat.upstream_net import AsyncioBackend
 
 logger = logging.getLogger("chat.upstream")
 
@@ -536,6 +534,9 @@ class UpstreamConfig:
     max_connections: int = 1000
     keepalive_connections: int = 20
     keepalive_expiry: float = 5.0
+    # Read a streamed reply at most this often once it flows: tokens arriving
+    # in between are read, parsed and handed on together (0: as they come).
+    read_interval: float = 0.0
 
     @property
     def url(self) -> str:
@@ -547,31 +548,25 @@ class UpstreamConfig:
 
 # --- HTTP client --------------------------------------------------------------
 
-# Streamed replies go through chat.upstream_http's pool, plain requests (titles)
-# through httpx: one of each per event loop and pool shape.
+# One pool of connections per event loop and pool shape (chat.upstream_http).
 _Shape = tuple[float, int, int, float]
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Shape, httpx.AsyncClient]]
-_clients = weakref.WeakKeyDictionary()
-_stream_pools: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[_Shape, upstream_http.StreamPool]
-] = weakref.WeakKeyDictionary()
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[_Shape, upstream_http.Pool]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _shape(config: UpstreamConfig) -> _Shape:
-    return (
+def get_pool(config: UpstreamConfig) -> upstream_http.Pool:
+    """The connections to the upstream for the running event loop."""
+    shape = (
         config.connect_timeout,
         config.max_connections,
         config.keepalive_connections,
         config.keepalive_expiry,
     )
-
-
-def get_stream_pool(config: UpstreamConfig) -> upstream_http.StreamPool:
-    """The connections streamed replies use on the running event loop."""
-    per_loop = _stream_pools.setdefault(asyncio.get_running_loop(), {})
-    pool = per_loop.get(_shape(config))
+    per_loop = _pools.setdefault(asyncio.get_running_loop(), {})
+    pool = per_loop.get(shape)
     if pool is None or pool.closed:
-        pool = per_loop[_shape(config)] = upstream_http.StreamPool(
+        pool = per_loop[shape] = upstream_http.Pool(
             # trust_env: SSL_CERT_FILE / SSL_CERT_DIR name a private CA, as for httpx.
             httpx.create_ssl_context(trust_env=True),
             max_connections=config.max_connections,
@@ -582,60 +577,22 @@ def get_stream_pool(config: UpstreamConfig) -> upstream_http.StreamPool:
     return pool
 
 
-def get_client(config: UpstreamConfig) -> httpx.AsyncClient:
-    """The pooled httpx client for the running event loop, for requests not streamed."""
-    loop = asyncio.get_running_loop()
-    shape = _shape(config)
-    per_loop = _clients.setdefault(loop, {})
-    client = per_loop.get(shape)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            transport=_transport(config),
-            timeout=httpx.Timeout(connect=config.connect_timeout, read=None, write=30, pool=30),
-            trust_env=False,
-        )
-        per_loop[shape] = client
-    return client
-
-
-def _transport(config: UpstreamConfig) -> httpx.AsyncHTTPTransport:
-    # trust_env: SSL_CERT_FILE / SSL_CERT_DIR name a private CA, as for httpx itself.
-    # One context for both pools below, so the CA bundle is loaded once.
-    ssl_context = httpx.create_ssl_context(trust_env=True)
-    transport = httpx.AsyncHTTPTransport(verify=ssl_context, http1=True, http2=False)
-    # httpx has no parameter for httpcore's network backend, so its pool is
-    # built again here, as httpx builds it, with ours (see chat/upstream_net.py).
-    transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=config.max_connections,
-        max_keepalive_connections=config.keepalive_connections,
-        keepalive_expiry=config.keepalive_expiry,
-        http1=True,
-        http2=False,
-        network_backend=AsyncioBackend(),
-    )
-    return transport
-
-
 async def close_clients() -> None:
-    """Close the running loop's clients (call on shutdown and between tests)."""
-    loop = asyncio.get_running_loop()
-    for client in _clients.pop(loop, {}).values():
-        await client.aclose()
-    for pool in _stream_pools.pop(loop, {}).values():
+    """Close the running loop's connections (call on shutdown and between tests)."""
+    for pool in _pools.pop(asyncio.get_running_loop(), {}).values():
         await pool.aclose()
 
 
-def _headers(config: UpstreamConfig, *, stream: bool) -> dict[str, str]:
-    headers = {"Accept": "text/event-stream" if stream else "application/json"}
+def _headers(config: UpstreamConfig, *, stream: bool) -> list[tuple[str, str]]:
+    headers = [("Accept", "text/event-stream" if stream else "application/json")]
     key = config.api_key.strip()
     if key:  # with no key the upstream answers 401, which names the problem
-        headers["Authorization"] = f"Bearer {key}"
+        headers.append(("Authorization", f"Bearer {key}"))
     return headers
 
 
-def _stream_headers(config: UpstreamConfig) -> list[tuple[str, str]]:
-    return list(_headers(config, stream=True).items())
+def _json_body(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def _connection_error(exc: upstream_http.HTTPError, secret: str) -> UpstreamError:
@@ -651,18 +608,6 @@ def _connection_error(exc: upstream_http.HTTPError, secret: str) -> UpstreamErro
         case upstream_http.Malformed():
             return ProtocolError(detail=detail)
     return UpstreamError(UNSENDABLE_MESSAGE, detail=detail)
-
-
-def _transport_error(exc: httpx.TransportError, secret: str) -> UpstreamError:
-    # httpx messages can quote a header value, so the key must be scrubbed.
-    detail = _redact(f"{type(exc).__name__}: {exc}", secret)
-    if isinstance(exc, httpx.LocalProtocolError):
-        return UpstreamError(UNSENDABLE_MESSAGE, detail=detail)
-    if isinstance(exc, httpx.ConnectTimeout):
-        return UpstreamTimeout(CONNECT_TIMEOUT_MESSAGE, detail=detail, retryable=True)
-    if isinstance(exc, httpx.PoolTimeout):
-        return Overloaded(OVERLOADED_MESSAGE, detail=detail)
-    return Unreachable(detail=detail)
 
 
 def _backoff(attempt: int, config: UpstreamConfig) -> float:
@@ -683,7 +628,7 @@ def _retry_delay(exc: UpstreamError, attempt: int, config: UpstreamConfig) -> fl
 
 
 async def _stream_once(
-    pool: upstream_http.StreamPool,
+    pool: upstream_http.Pool,
     request: ChatRequest,
     config: UpstreamConfig,
     deadline_at: float,
@@ -710,14 +655,14 @@ async def _stream_once(
 
 
 async def _open_stream(
-    pool: upstream_http.StreamPool, request: ChatRequest, config: UpstreamConfig, deadline_at: float
+    pool: upstream_http.Pool, request: ChatRequest, config: UpstreamConfig, deadline_at: float
 ) -> upstream_http.Response:
     """Send the request and wait for the response head, under the watchdog."""
-    body = json.dumps(request.body(), ensure_ascii=False, separators=(",", ":")).encode()
+    body = _json_body(request.body())
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout_at(min(deadline_at, loop.time() + config.chunk_timeout)):
-            response = await pool.post(config.url, _stream_headers(config), body)
+            response = await pool.post(config.url, _headers(config, stream=True), body)
     except TimeoutError:
         raise _timeout_error(loop.time() >= deadline_at, SSEParser()) from None
     logger.log(_status_level(response), "upstream stream status=%s", response.status_code)
@@ -764,10 +709,13 @@ async def _read_batches(
             break  # a stall after the finish chunk loses nothing
         if not data:
             break
+        read_at = loop.time()
         before = parser.data_lines
         events = parser.feed(data)
         if parser.data_lines != before:
-            watch_at = min(deadline_at, loop.time() + config.chunk_timeout)
+            watch_at = min(deadline_at, read_at + config.chunk_timeout)
+        if config.read_interval and parser.finish_reason is None and not parser.done:
+            response.hold(read_at + config.read_interval)
         if events:
             yield events
         if parser.pending_error is not None:
@@ -795,7 +743,7 @@ async def stream_chat_batches(
     request: ChatRequest, config: UpstreamConfig
 ) -> AsyncIterator[list[Event]]:
     """`stream_chat`, a list of events per read: what arrived together comes together."""
-    pool = get_stream_pool(config)
+    pool = get_pool(config)
     loop = asyncio.get_running_loop()
     deadline_at = loop.time() + config.deadline
     attempt = 0
@@ -840,20 +788,21 @@ def _next_delay(
 
 
 async def _complete_once(
-    client: httpx.AsyncClient, request: ChatRequest, config: UpstreamConfig
+    pool: upstream_http.Pool, request: ChatRequest, config: UpstreamConfig
 ) -> tuple[str, Usage | None]:
+    body = _json_body(request.body(stream=False))
     try:
-        response = await client.post(
-            config.url, json=request.body(stream=False), headers=_headers(config, stream=False)
-        )
-    except httpx.TransportError as exc:
-        raise _transport_error(exc, config.api_key) from exc
+        response = await pool.post(config.url, _headers(config, stream=False), body)
+        try:
+            text = (await response.read()).decode("utf-8", errors="replace")
+        finally:
+            await response.aclose()
+    except upstream_http.HTTPError as exc:
+        raise _connection_error(exc, config.api_key) from exc
     logger.log(_status_level(response), "upstream completion status=%s", response.status_code)
     if response.status_code >= 300:
-        raise error_from_response(
-            response.status_code, response.text, response.headers, config.api_key
-        )
-    return _parse_completion(response.text)
+        raise error_from_response(response.status_code, text, response.headers, config.api_key)
+    return _parse_completion(text)
 
 
 def _completion_events(text: str) -> list[Event]:
@@ -885,24 +834,24 @@ def _parse_completion(text: str) -> tuple[str, Usage | None]:
     return answer, usage
 
 
-def _is_json(response: httpx.Response | upstream_http.Response) -> bool:
+def _is_json(response: upstream_http.Response) -> bool:
     return response.headers.get("content-type", "").startswith("application/json")
 
 
-def _status_level(response: httpx.Response | upstream_http.Response) -> int:
+def _status_level(response: upstream_http.Response) -> int:
     return logging.DEBUG if response.status_code < 300 else logging.INFO
 
 
 async def complete_chat(request: ChatRequest, config: UpstreamConfig) -> tuple[str, Usage | None]:
     """One non-streamed reply (for short jobs such as titles): (answer text, usage)."""
-    client = get_client(config)
+    pool = get_pool(config)
     loop = asyncio.get_running_loop()
     deadline_at = loop.time() + config.deadline
     attempt = 0
     while True:
         try:
             async with asyncio.timeout(deadline_at - loop.time()):
-                return await _complete_once(client, request, config)
+                return await _complete_once(pool, request, config)
         except TimeoutError:
             raise UpstreamTimeout(DEADLINE_MESSAGE, detail="overall deadline reached") from None
         except UpstreamError as exc:

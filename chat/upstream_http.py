@@ -1,4 +1,4 @@
-"""The streamed chat request on glmweb's own HTTP/1.1 connections.
+"""glmweb's own HTTP/1.1 client for the upstream: a POST, its response, a pool.
 
 httpx hands a streamed body over one HTTP chunk at a time, and each chunk goes
 through h11's state machine, httpcore's and httpx's iterators and their
@@ -6,8 +6,10 @@ exception wrappers. Providers send one chunk per token, so at 200 streams that
 machinery ran 10,000 times a second and was most of the relay's CPU
 (`python -m bench.upstream_read`). Here h11 writes the request and reads the
 response head; the body is unframed here, and one read returns all the text
-that has arrived, however many chunks it came in. Connections are kept alive
-and reused as httpx would; the network layer is chat.upstream_net's.
+that has arrived, however many chunks it came in. Idle connections are kept
+alive and reused; the sockets are chat.upstream_net's. The pool has no
+per-request cost that grows with its size (httpcore 1.0.9's scans every pooled
+connection for each one, on every request: see bench/results).
 
 This module speaks HTTP only: chat.upstream turns its errors into messages.
 """
@@ -79,8 +81,8 @@ class Origin:
         return host if self.port == default else f"{host}:{self.port}"
 
 
-class StreamPool:
-    """Connections to the upstream: at most `max_connections` open, idle ones kept a while."""
+class Pool:
+    """Connections to the upstream: at most `max_connections` in use, idle ones kept a while."""
 
     def __init__(
         self,
@@ -184,7 +186,7 @@ class Request:
     body: bytes
 
 
-async def _exchange(pool: StreamPool, stream: AsyncioStream, request: Request) -> Response:
+async def _exchange(pool: Pool, stream: AsyncioStream, request: Request) -> Response:
     # h11 refuses a response head larger than MAX_HEAD_BYTES.
     connection = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEAD_BYTES)
     head = [
@@ -238,7 +240,7 @@ class Response:
 
     def __init__(
         self,
-        pool: StreamPool,
+        pool: Pool,
         origin: Origin,
         stream: AsyncioStream,
         head: h11.Response,
@@ -286,6 +288,11 @@ class Response:
             else:
                 self._eof = True
 
+    def hold(self, until: float) -> None:
+        """Read no more of the body until the loop's time `until` (see AsyncioStream.hold)."""
+        if not self._body.done:
+            self._stream.hold(until)
+
     async def read(self, limit: int = 1 << 20) -> bytes:
         """The whole body, or its first `limit` bytes and a bit."""
         body = bytearray()
@@ -297,6 +304,7 @@ class Response:
         if self._released:
             return
         self._released = True
+        self._stream.release()
         # Reusable only if this response was read to its end and nothing followed.
         reusable = self._keep_alive and self._body.done and not self._raw and not self._eof
         self._pool.release(self._origin, self._stream, reusable)

@@ -1,12 +1,12 @@
-"""The upstream client's sockets, on plain asyncio.
+"""The upstream client's sockets, on plain asyncio (used by chat.upstream_http).
 
-Streamed replies use these sockets directly (chat.upstream_http); plain
-requests reach them through httpx, as an httpcore network backend. httpx's
-default backend goes through anyio, which re-arms the socket in epoll and
-yields to the loop once per read: paid per token per stream, that was most of
-the relay's upstream CPU at 200 streams. These sockets stay armed and buffer
-what arrives, so a read of data already there costs no system call and no
-loop turn, and returns everything that came since the last read.
+A socket stays armed and what arrives is buffered, so a read of data already
+there costs no system call and no loop turn, and returns everything that came
+since the last read. `hold` leaves the socket unread for a while, so that a
+streamed reply's tokens come up a few per read. (httpx's default network
+backend, through anyio, re-arms the socket and yields to the loop on every
+read: paid per token per stream.) The interface and errors are httpcore's
+network backend's, which these began as.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class _Buffer(asyncio.Protocol):
         self._reader: asyncio.Future[None] | None = None
         self._drained: asyncio.Future[None] | None = None
         self._paused = False
+        # While held, what arrives waits in the kernel (see `hold`).
+        self._held: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -49,6 +51,9 @@ class _Buffer(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         self.eof = True
         self.error = exc
         self._wake_reader()
@@ -77,10 +82,31 @@ class _Buffer(asyncio.Protocol):
     def take(self, max_bytes: int) -> bytes:
         chunk = bytes(self.data[:max_bytes])
         del self.data[:max_bytes]
-        if self._paused and len(self.data) < HIGH_WATER // 2:
+        if self._paused and self._held is None and len(self.data) < HIGH_WATER // 2:
             self._paused = False
             self.transport.resume_reading()
         return chunk
+
+    def hold(self, until: float) -> None:
+        """Read nothing from the socket until the loop's time `until`.
+
+        What arrives meanwhile stays in the kernel and comes up in one read
+        then: a streamed reply's tokens, a few at a time instead of one.
+        """
+        if self._held is not None or self.eof or self.transport is None:
+            return
+        self._held = asyncio.get_running_loop().call_at(until, self.release)
+        if not self._paused:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def release(self) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
+            if self._paused and len(self.data) <= HIGH_WATER and not self.transport.is_closing():
+                self._paused = False
+                self.transport.resume_reading()
 
     def _wake_reader(self) -> None:
         if self._reader is not None and not self._reader.done():
@@ -124,6 +150,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def close_now(self) -> None:
         self._transport.close()
 
+    def hold(self, until: float) -> None:
+        self._protocol.hold(until)
+
+    def release(self) -> None:
+        self._protocol.release()
+
     async def start_tls(
         self,
         ssl_context: ssl.SSLContext,
@@ -148,7 +180,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
             # An idle keep-alive connection with anything to read was closed by
-            # the server (httpcore drops it); no poll() needed, we already know.
+            # the server (the pool drops it); no poll() needed, we already know.
             return bool(self._protocol.data) or self._protocol.eof
         name = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
         return self._transport.get_extra_info(name)

@@ -312,9 +312,10 @@ GLMWEB_MAX_SOCKETS_PER_USER = env_int("GLMWEB_MAX_SOCKETS_PER_USER", 20)
 GLMWEB_CHECKPOINT_SECONDS = env_float("GLMWEB_CHECKPOINT_SECONDS", 2.0)
 # A reply still marked streaming with no checkpoint for this long is dead.
 GLMWEB_STALE_STREAM_SECONDS = env_float("GLMWEB_STALE_STREAM_SECONDS", 30.0)
-# Deltas go out at most once per this window, in one frame; the first never
-# waits, nor does one arriving after a quiet spell longer than the window. A
-# wider window costs latency (at most the window) and saves CPU per token.
+# A streamed reply is read from the upstream at most once per this window, and
+# what came in between goes out in one frame; the first token never waits, nor
+# does one arriving after a quiet spell longer than the window. A wider window
+# costs latency (at most the window) and saves CPU per token.
 GLMWEB_COALESCE_SECONDS = env_float("GLMWEB_COALESCE_SECONDS", 0.05)
 # A socket's session check holds this long: a logout ends it at its next frame after.
 GLMWEB_SESSION_RECHECK_SECONDS = env_float("GLMWEB_SESSION_RECHECK_SECONDS", 2.0)

@@ -155,3 +155,16 @@ async def test_a_full_pool_answers_overloaded(
 
 def upstream_config(url: str) -> UpstreamConfig:
     return UpstreamConfig(base_url=url, api_key="k", max_retries=0, chunk_timeout=2, deadline=5)
+
+
+async def test_with_a_read_interval_tokens_come_a_few_per_read(fake: FakeUpstream) -> None:
+    fake.scenario = Scenario(tokens=30, reasoning_tokens=0, delay=0.01)
+    config = make_config(fake, read_interval=0.1)
+
+    batches = [batch async for batch in stream_chat_batches(REQUEST, config)]
+
+    # 300 ms of tokens read every 100 ms: four reads or so, not thirty.
+    assert len(batches) <= 6
+    events = [event for batch in batches for event in batch]
+    assert text_of(events, ContentDelta) == "".join(content_tokens(fake.scenario))
+    assert Finish("stop") in events
