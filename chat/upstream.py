@@ -363,6 +363,11 @@ class SSEParser:
         # An error met after some events of the same feed, raised after them.
         self.pending_error: UpstreamError | None = None
 
+    @property
+    def finished(self) -> bool:
+        """The reply said it is complete: a finish_reason or [DONE] came."""
+        return self.finish_reason is not None or self.done
+
     def feed(self, data: bytes) -> list[Event]:
         if self.pending_error is not None:
             raise self.pending_error
@@ -648,7 +653,7 @@ async def _stream_once(
     except upstream_http.HTTPError as exc:
         if parser.data_lines == 0 and not parser.done:
             raise _connection_error(exc, config.api_key) from exc
-        if parser.finish_reason is None and not parser.done:
+        if not parser.finished:
             detail = _redact(f"{type(exc).__name__}: {exc}", config.api_key)
             raise ProtocolError(CUT_OFF_MESSAGE, detail=detail) from exc
         yield parser.close()
@@ -695,7 +700,7 @@ async def _read_batches(
     loop = asyncio.get_running_loop()
     watch_at = min(deadline_at, loop.time() + config.chunk_timeout)
     while True:
-        if loop.time() >= watch_at and parser.finish_reason is None and not parser.done:
+        if loop.time() >= watch_at and not parser.finished:
             # Checked here too: a read of data already there never wakes the timeout.
             raise _timeout_error(loop.time() >= deadline_at, parser)
         # The timeout wraps only the read, never a yield: it cancels the current
@@ -704,7 +709,7 @@ async def _read_batches(
             async with asyncio.timeout_at(watch_at):
                 data = await response.read_some()
         except TimeoutError:
-            if parser.finish_reason is None and not parser.done:
+            if not parser.finished:
                 raise _timeout_error(loop.time() >= deadline_at, parser) from None
             break  # a stall after the finish chunk loses nothing
         if not data:
@@ -714,7 +719,7 @@ async def _read_batches(
         events = parser.feed(data)
         if parser.data_lines != before:
             watch_at = min(deadline_at, read_at + config.chunk_timeout)
-        if config.read_interval and parser.finish_reason is None and not parser.done:
+        if config.read_interval and not parser.finished:
             response.hold(read_at + config.read_interval)
         if events:
             yield events

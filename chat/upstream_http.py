@@ -67,18 +67,19 @@ class Origin:
     port: int
 
     @classmethod
-    def of(cls, url: str) -> Origin:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConnectFailed(f"not an http(s) URL: {parts.scheme}://…")
-        default = 443 if parts.scheme == "https" else 80
-        return cls(parts.scheme, parts.hostname, parts.port or default)
+    def of(cls, url: urllib.parse.SplitResult) -> Origin:
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ConnectFailed(f"not an http(s) URL: {url.scheme}://…")
+        return cls(url.scheme, url.hostname, url.port or _default_port(url.scheme))
 
     @property
     def host_header(self) -> str:
-        default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return host if self.port == default else f"{host}:{self.port}"
+        return host if self.port == _default_port(self.scheme) else f"{host}:{self.port}"
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
 
 
 class Pool:
@@ -104,9 +105,9 @@ class Pool:
 
     async def post(self, url: str, headers: list[tuple[str, str]], body: bytes) -> Response:
         """Send a POST and read the response head; the body is read from the response."""
-        origin = Origin.of(url)
-        target = urllib.parse.urlsplit(url)._replace(scheme="", netloc="", fragment="").geturl()
-        request = Request(origin, target or "/", headers, body)
+        parts = urllib.parse.urlsplit(url)
+        target = parts._replace(scheme="", netloc="", fragment="").geturl()
+        request = Request(Origin.of(parts), target or "/", headers, body)
         try:
             async with asyncio.timeout(POOL_TIMEOUT):
                 await self._slots.acquire()

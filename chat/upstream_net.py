@@ -145,7 +145,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteTimeout("timed out writing to upstream") from None
 
     async def aclose(self) -> None:
-        self._transport.close()
+        self.close_now()
 
     def close_now(self) -> None:
         self._transport.close()
