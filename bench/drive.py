@@ -104,6 +104,11 @@ async def close_all(sockets: list[ClientConnection]) -> None:
     await asyncio.gather(*(socket.close() for socket in sockets), return_exceptions=True)
 
 
+# Fewer streams than this use less memory than the worker's RSS wanders by on
+# its own, so their figure per stream would be noise (it came out negative).
+RSS_MIN_STREAMS = 50
+
+
 def deadline_for(plan: Plan) -> float:
     """When a scenario's streams give up: three times the reply's length, plus 20 s."""
     return time.monotonic() + plan.tokens * plan.delay * 3 + 20
@@ -328,6 +333,11 @@ async def run_relay(
     result["wall_s"] = round(sampler.wall, 2)
     result["rss_before_mb"] = round(sampler.rss_before / 2**20, 1)
     result["rss_peak_mb"] = round(sampler.peak / 2**20, 1)
+    result["rss_kb_per_stream"] = (
+        round((sampler.peak - sampler.rss_before) / count / 1024, 1)
+        if count >= RSS_MIN_STREAMS
+        else None
+    )
     return result
 
 
@@ -359,6 +369,11 @@ async def compare(
 
 
 async def idle_sockets(target: Target, count: int) -> dict[str, Any]:
+    # Open and close them once first: the worker's first sockets grow buffers
+    # and caches it keeps, and whatever it frees meanwhile would count against
+    # the sockets (the figure came out negative).
+    await close_all(await target.sockets.open(count))
+    await asyncio.sleep(1.0)
     sampler = Sampler(target.pids)
     before = sampler.rss()
     sockets = await target.sockets.open(count)

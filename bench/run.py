@@ -256,8 +256,6 @@ async def scenarios(
             target, count, stream_plan, relay_bursts=bursts
         )
         relay = out[f"streams_{count}"]["relay"]
-        base_rss = out["rss_idle_mb"]
-        relay["rss_kb_per_stream"] = round((relay["rss_peak_mb"] - base_rss) * 1024 / count, 1)
         log(
             f"{count} streams: delivered {relay['tokens_delivered']}/{relay['tokens_expected']}"
             f", errors {relay['errors']}, p99 token {relay['token_latency_ms']['p99']} ms"

@@ -143,8 +143,9 @@ async def test_frames_close_together_share_one_session_check(
     await socket.close()
 
 
+@pytest.mark.parametrize("frame", ["join", "send"])
 async def test_a_logout_ends_the_socket_at_its_next_frame_after_the_recheck_time(
-    alice: Any, fake: Any, settings: Any
+    alice: Any, fake: Any, settings: Any, frame: str
 ) -> None:
     settings.GLMWEB_SESSION_RECHECK_SECONDS = 0.2
     socket = await open_socket(alice)
@@ -152,10 +153,20 @@ async def test_a_logout_ends_the_socket_at_its_next_frame_after_the_recheck_time
     await database_sync_to_async(_delete_sessions)()
     await asyncio.sleep(0.3)
 
-    await socket.send(type="join", conversation=conversation)
+    if frame == "join":
+        await socket.send(type="join", conversation=conversation)
+    else:
+        await socket.send_message("Am I still here?", conversation=conversation)
     assert (await socket.event())["code"] == "not_authenticated"
     assert (await socket.communicator.receive_output())["type"] == "websocket.close"
     assert len(fake.requests) == 1
+    assert await database_sync_to_async(_message_count)(conversation) == 2  # "Hi" and its reply
+
+
+def _message_count(conversation: str) -> int:
+    from chat.models import Message
+
+    return Message.objects.filter(conversation_id=conversation).count()
 
 
 def _delete_sessions() -> None:
