@@ -667,9 +667,7 @@ class TurnRunner:
         if relay.reaches_other_processes(layer):
             # Sockets on other workers hear this turn through the layer and send
             # it stop and snapshot requests there; this process's sockets need
-            # neither (chat.relay).
-            channel = await control_channel(layer)
-            await layer.group_add(control_group(self.turn.conversation_id), channel)
+            # neither (chat.relay), and the upstream request doesn't wait for it.
             self._layer_outbox = asyncio.Queue()
             self._sender = asyncio.create_task(self._send_to_layer(layer))
         _keep_checkpointing()
@@ -762,6 +760,9 @@ class TurnRunner:
         # snapshot can't overtake the deltas it includes, and a slow layer never
         # blocks reading from the upstream.
         assert self._layer_outbox is not None
+        # Listen for requests before announcing the turn: a socket elsewhere
+        # asks only once it has heard of it.
+        await _layer_call(self._listen_for_requests(layer))
         group = conversation_group(self.turn.conversation_id)
         while (item := await self._layer_outbox.get()) is not None:
             to, event = item
@@ -777,6 +778,10 @@ class TurnRunner:
                 # A message the layer refuses shows as a gap in seq; the socket
                 # then asks for a new snapshot.
                 await _layer_call(layer.send(channel, message))
+
+    async def _listen_for_requests(self, layer: Any) -> None:
+        channel = await control_channel(layer)
+        await layer.group_add(control_group(self.turn.conversation_id), channel)
 
     async def _send_last(self, kind: str, fields: dict[str, Any]) -> None:
         """Flush what is pending, then send the turn's final event and wait for it to leave."""
@@ -1015,7 +1020,7 @@ async def _layer_call(call: Awaitable[None]) -> None:
     try:
         await call
     except Exception:
-        log.warning("channel layer refused a turn event", exc_info=True)
+        log.warning("channel layer call for a turn failed", exc_info=True)
 
 
 # Sent to every socket that joined the conversation, on every worker: how
