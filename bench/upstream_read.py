@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
+from bench.drive import Plan
 from bench.servers import fake_upstream
 from chat import upstream
 
@@ -41,9 +42,8 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def request_body(tokens: int, delay: float, index: int) -> dict[str, object]:
-    knobs = json.dumps({"tokens": tokens, "reasoning_tokens": 0, "delay": delay})
-    content = f"[[fake {knobs}]] read {index}"
+def request_body(plan: Plan) -> dict[str, object]:
+    _, content = plan.message()
     return {"model": "glm-5", "stream": True, "messages": [{"role": "user", "content": content}]}
 
 
@@ -107,10 +107,10 @@ async def read_with_glmweb(config: upstream.UpstreamConfig, body: dict[str, obje
 
 
 async def one_round(
-    read_one: Callable[[int], Awaitable[int]], streams: int, tokens: int
+    read_one: Callable[[], Awaitable[int]], streams: int, tokens: int
 ) -> dict[str, float]:
     cpu, wall = cpu_seconds(), time.monotonic()
-    reads = await asyncio.gather(*(read_one(index) for index in range(streams)))
+    reads = await asyncio.gather(*(read_one() for _ in range(streams)))
     return {
         "cpu_us_per_token": round((cpu_seconds() - cpu) / (streams * tokens) * 1e6, 1),
         "reads_per_stream": round(sum(reads) / streams, 1),
@@ -126,17 +126,17 @@ async def run(
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
     client = httpx.AsyncClient(limits=limits, trust_env=False)
 
-    def body(index: int) -> dict[str, object]:
-        return request_body(tokens, delay, index)
-
-    ways: dict[str, Callable[[int], Awaitable[int]]] = {
-        "asyncio": lambda i: read_with_protocol(url, body(i), 0),
-        f"asyncio, paced {PACE_SECONDS * 1000:.0f} ms": lambda i: read_with_protocol(
-            url, body(i), PACE_SECONDS
+    plan = Plan(tokens, delay)
+    ways: dict[str, Callable[[], Awaitable[int]]] = {
+        "asyncio": lambda: read_with_protocol(url, request_body(plan), 0),
+        f"asyncio, paced {PACE_SECONDS * 1000:.0f} ms": lambda: read_with_protocol(
+            url, request_body(plan), PACE_SECONDS
         ),
-        "httpx": lambda i: read_with_httpx(client, config, body(i)),
-        "glmweb": lambda i: read_with_glmweb(config, body(i)),
-        f"glmweb, paced {PACE_SECONDS * 1000:.0f} ms": lambda i: read_with_glmweb(paced, body(i)),
+        "httpx": lambda: read_with_httpx(client, config, request_body(plan)),
+        "glmweb": lambda: read_with_glmweb(config, request_body(plan)),
+        f"glmweb, paced {PACE_SECONDS * 1000:.0f} ms": lambda: read_with_glmweb(
+            paced, request_body(plan)
+        ),
     }
     results: dict[str, list[dict[str, float]]] = {name: [] for name in ways}
     # Interleaved, so a machine that slows down mid-run slows every way alike.
