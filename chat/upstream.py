@@ -656,7 +656,8 @@ async def _stream_once(
         if not parser.finished:
             detail = _redact(f"{type(exc).__name__}: {exc}", config.api_key)
             raise ProtocolError(CUT_OFF_MESSAGE, detail=detail) from exc
-        yield parser.close()
+        if events := parser.close():
+            yield events
 
 
 async def _open_stream(
