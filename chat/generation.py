@@ -28,7 +28,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -291,9 +291,9 @@ def _show(conversation: Conversation, leaf: Message) -> None:
 
 
 def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
-    sent = Message.objects.filter(client_id=client_id, conversation__owner_id=user_id)
-    if not sent.exists():  # almost every frame: a third of the cost of fetching
+    if not _client_id_used(user_id, client_id):  # almost every frame
         return None
+    sent = Message.objects.filter(client_id=client_id, conversation__owner_id=user_id)
     user_message = sent.select_related("conversation").first()
     if user_message is None:
         return None
@@ -305,6 +305,20 @@ def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
     turn.is_new = False
     turn.context_left_out = reply.context_left_out
     return turn
+
+
+def _client_id_used(user_id: int, client_id: str) -> bool:
+    # Raw SQL: it runs before every send, and the ORM spends ten times the
+    # query's own cost building it.
+    message, conversation = Message._meta, Conversation._meta
+    sql = f"""
+        SELECT 1 FROM {message.db_table} m
+        JOIN {conversation.db_table} c ON c.id = m.conversation_id
+        WHERE m.client_id = %s AND c.owner_id = %s LIMIT 1
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [client_id, user_id])
+        return cursor.fetchone() is not None
 
 
 def _new_conversation(user_id: int, first_message: str) -> Conversation:

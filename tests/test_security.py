@@ -61,11 +61,25 @@ async def test_an_inactive_account_cannot_open_a_socket(alice) -> None:
     assert not connected and code == 4401
 
 
-async def test_deactivating_an_account_cuts_its_open_socket(alice, fake) -> None:
+def _deactivate(user) -> None:
+    get_user_model().objects.filter(id=user.id).update(is_active=False)
+
+
+def _change_password(user) -> None:
+    user.set_password("a whole new password")
+    user.save()
+
+
+def _expire_sessions(user) -> None:
+    from django.contrib.sessions.models import Session
+
+    Session.objects.update(expire_date=timezone.now() - timedelta(seconds=1))
+
+
+@pytest.mark.parametrize("change", [_deactivate, _change_password, _expire_sessions])
+async def test_an_account_change_elsewhere_cuts_its_open_socket(alice, fake, change) -> None:
     socket = await open_socket(alice)
-    await database_sync_to_async(get_user_model().objects.filter(id=alice.id).update)(
-        is_active=False
-    )
+    await database_sync_to_async(change)(alice)
     await socket.send_message("Still here?")
     assert (await socket.event())["code"] == "not_authenticated"
     assert (await socket.communicator.receive_output())["type"] == "websocket.close"
