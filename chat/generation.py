@@ -968,12 +968,21 @@ def estimate_usage(request: upstream.ChatRequest, content: str, reasoning: str) 
 
 @database_sync_to_async
 def save_checkpoints(texts: list[tuple[uuid.UUID, str, str]]) -> None:
-    now = timezone.now()
-    with transaction.atomic():
-        for reply_id, content, reasoning in texts:
-            Message.objects.filter(id=reply_id, status=Message.Status.STREAMING).update(
-                content=content, reasoning=reasoning, updated_at=now
-            )
+    # One statement run for every reply (on PostgreSQL one round trip, pipelined),
+    # not an ORM update per reply: a checkpoint can hold hundreds.
+    message = Message._meta
+    sql = f"""
+        UPDATE {message.db_table} SET content = %s, reasoning = %s, updated_at = %s
+        WHERE {message.pk.column} = %s AND status = %s
+    """
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    streaming = Message.Status.STREAMING.value
+    rows = [
+        (content, reasoning, now, message.pk.get_db_prep_value(reply_id, connection), streaming)
+        for reply_id, content, reasoning in texts
+    ]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(sql, rows)
 
 
 @database_sync_to_async

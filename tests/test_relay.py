@@ -207,3 +207,25 @@ def _saved_texts(replies: list[str]) -> list[tuple[str, str]]:
 
     by_id = {str(m.id): (m.status, m.content) for m in Message.objects.filter(id__in=replies)}
     return [by_id[reply] for reply in replies]
+
+
+def test_a_checkpoint_saves_only_replies_still_streaming(alice: Any) -> None:
+    from chat.generation import save_checkpoints
+    from chat.models import Conversation, Message
+
+    conversation = Conversation.objects.create(owner=alice, title="Checkpoints")
+    streaming, finished = (
+        Message.objects.create(
+            conversation=conversation, role="assistant", status=status, content="so far"
+        )
+        for status in ("streaming", "complete")
+    )
+    before = Message.objects.get(id=streaming.id).updated_at
+
+    save_checkpoints.func([(m.id, "so far, and more", "thinking") for m in (streaming, finished)])
+
+    streaming.refresh_from_db()
+    finished.refresh_from_db()
+    assert (streaming.content, streaming.reasoning) == ("so far, and more", "thinking")
+    assert streaming.updated_at > before  # the stale-reply sweep reads it
+    assert (finished.content, finished.reasoning) == ("so far", "")
