@@ -16,6 +16,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -86,6 +87,16 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if self.writer is not None:
             self.writer.cancel()
         self.user_id = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # channels' own dispatch first closes stale database connections, a trip
+        # to the database thread for every frame and layer message, queued
+        # behind the turn starts. This consumer touches the database only
+        # through database_sync_to_async, which closes them around each call.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     # --- Frames in -------------------------------------------------------------
 

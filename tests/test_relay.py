@@ -143,6 +143,36 @@ async def test_frames_close_together_share_one_session_check(
     await socket.close()
 
 
+async def test_frames_that_need_no_database_make_no_trip_to_its_thread(
+    alice: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from asgiref.sync import SyncToAsync
+
+    trips = []
+    run_there = SyncToAsync.thread_handler
+
+    def noting_trips(self: SyncToAsync, *args: Any, **kwargs: Any) -> Any:
+        trips.append(self.func.__name__)
+        return run_there(self, *args, **kwargs)
+
+    monkeypatch.setattr(SyncToAsync, "thread_handler", noting_trips)
+    settings.GLMWEB_SESSION_RECHECK_SECONDS = 60
+    socket = await open_socket(alice)
+    nowhere = "00000000-0000-0000-0000-000000000000"
+    await socket.send(type="leave", conversation=nowhere)
+    await socket.send(type="nonsense")
+    assert (await socket.event())["code"] == "bad_frame"
+    before = list(trips)
+
+    for _ in range(5):
+        await socket.send(type="leave", conversation=nowhere)
+    await socket.send(type="nonsense")
+    assert (await socket.event())["code"] == "bad_frame"
+    assert "session_is_valid" in before  # the first frame's check, counted
+    assert trips == before
+    await socket.close()
+
+
 @pytest.mark.parametrize("frame", ["join", "send"])
 async def test_a_logout_ends_the_socket_at_its_next_frame_after_the_recheck_time(
     alice: Any, fake: Any, settings: Any, frame: str
