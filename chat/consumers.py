@@ -374,8 +374,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_event({"type": "error", "code": code, "message": message, **fields})
 
     async def session_still_valid(self) -> bool:
-        # The check costs two queries: a socket sending frames quickly reuses it
-        # for a moment.
+        # The check costs a trip to the database thread: a socket sending frames
+        # quickly reuses it for a moment.
         now = time.monotonic()
         checked = self.session_checked_at
         if checked is not None and now - checked < settings.GLMWEB_SESSION_RECHECK_SECONDS:
