@@ -423,12 +423,13 @@ def session_is_valid(session: SessionBase | None, user_id: int | None) -> bool:
 
     One statement over Django's session table and the user's row: it runs
     before every turn starts, and through the session store and the ORM the
-    same check built queries for ten times what it ran (1.0 against 0.1 ms).
+    same check cost 1.1-1.5 ms of building queries against 0.16-0.21 ms now.
     """
     if session is None or user_id is None or session.session_key is None:
         return False
     with connection.cursor() as cursor:
-        cursor.execute(session_check_sql(), [user_id, session.session_key, now_for_database()])
+        now = connection.ops.adapt_datetimefield_value(timezone.now())
+        cursor.execute(session_check_sql(), [user_id, session.session_key, now])
         found = cursor.fetchone()
     if found is None:  # logged out, expired, or the user deactivated
         return False
@@ -450,7 +451,3 @@ def session_check_sql() -> str:
         FROM {Session._meta.db_table} s JOIN {user.db_table} u ON u.{user.pk.column} = %s
         WHERE s.session_key = %s AND s.expire_date > %s AND u.{active}
     """
-
-
-def now_for_database() -> Any:
-    return connection.ops.adapt_datetimefield_value(timezone.now())
