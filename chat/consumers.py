@@ -10,24 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.sessions.backends.base import SessionBase
-from django.contrib.sessions.models import Session
-from django.db import connection
-from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 
-from chat import generation, relay
+from chat import generation, logins, relay
 from chat.generation import TurnRefused
 from chat.transcript import owns_conversation, reply_state
 
@@ -50,7 +42,6 @@ class FrameError(Exception):
 
 class ChatConsumer(AsyncWebsocketConsumer):
     user_id: int | None = None
-    session_checked_at: float | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -74,8 +65,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.outbox: asyncio.Queue[tuple[dict[str, Any], str | None]] = asyncio.Queue()
         self.writer: asyncio.Task[None] | None = None
         self.writing = asyncio.Lock()
-        self.session_checked_at: float | None = None
-        await database_sync_to_async(generation.recover_once)()
+        if not generation.recovered():
+            await database_sync_to_async(generation.recover_once)()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -103,7 +94,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
             frame = self.parse_frame(text_data, bytes_data)
-            if not await self.session_still_valid():
+            if not await logins.still_valid(self.scope.get("session"), self.user_id):
                 log.info("socket closed: session ended", extra={"user": self.user_id})
                 await self.send_error("not_authenticated", "You have been logged out.")
                 await self.close(code=CLOSE_NOT_AUTHENTICATED)
@@ -373,17 +364,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_error(self, code: str, message: str, **fields: Any) -> None:
         await self.send_event({"type": "error", "code": code, "message": message, **fields})
 
-    async def session_still_valid(self) -> bool:
-        # The check costs a trip to the database thread: a socket sending frames
-        # quickly reuses it for a moment.
-        now = time.monotonic()
-        checked = self.session_checked_at
-        if checked is not None and now - checked < settings.GLMWEB_SESSION_RECHECK_SECONDS:
-            return True
-        valid = await session_is_valid(self.scope.get("session"), self.user_id)
-        self.session_checked_at = now if valid else None
-        return valid
-
 
 def optional_id(value: object, name: str = "conversation") -> str | None:
     return None if value is None else required_id(value, name)
@@ -415,39 +395,3 @@ def checked_content(frame: dict[str, Any]) -> str:
             f"this one has {len(content):,}.",
         )
     return content
-
-
-@database_sync_to_async
-def session_is_valid(session: SessionBase | None, user_id: int | None) -> bool:
-    """Re-read the session on each frame: a logout in another tab ends this socket too.
-
-    One statement over Django's session table and the user's row: it runs
-    before every turn starts, and through the session store and the ORM the
-    same check cost 1.1-1.5 ms of building queries against 0.16-0.21 ms now.
-    """
-    if session is None or user_id is None or session.session_key is None:
-        return False
-    with connection.cursor() as cursor:
-        now = connection.ops.adapt_datetimefield_value(timezone.now())
-        cursor.execute(session_check_sql(), [user_id, session.session_key, now])
-        found = cursor.fetchone()
-    if found is None:  # logged out, expired, or the user deactivated
-        return False
-    session_data, password = found
-    stored = session.decode(session_data)
-    if str(stored.get(SESSION_KEY)) != str(user_id):
-        return False
-    user = get_user_model()(pk=user_id, password=password)
-    return constant_time_compare(stored.get(HASH_SESSION_KEY, ""), user.get_session_auth_hash())
-
-
-@cache
-def session_check_sql() -> str:
-    user = get_user_model()._meta
-    password = user.get_field("password").column
-    active = user.get_field("is_active").column
-    return f"""
-        SELECT s.session_data, u.{password}
-        FROM {Session._meta.db_table} s JOIN {user.db_table} u ON u.{user.pk.column} = %s
-        WHERE s.session_key = %s AND s.expire_date > %s AND u.{active}
-    """

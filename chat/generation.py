@@ -595,6 +595,11 @@ def sweep_stale_replies() -> int:
 _recovered = False
 
 
+def recovered() -> bool:
+    """Whether this process has marked its earlier run's replies (no trip to find out)."""
+    return _recovered
+
+
 def recover_once() -> None:
     global _recovered
     if not _recovered:

@@ -135,12 +135,15 @@ class ChatSocket:
         await self.communicator.disconnect()
 
 
-async def open_socket(user: Any | None, origin: str = "http://127.0.0.1") -> ChatSocket:
+async def open_socket(
+    user: Any | None, origin: str = "http://127.0.0.1", cookie: str | None = None
+) -> ChatSocket:
+    """A socket logged in as ``user``: a new login, or the one ``cookie`` names."""
     from glmweb.asgi import application
 
     headers = [(b"origin", origin.encode()), (b"host", b"127.0.0.1")]
     if user is not None:
-        cookie = await database_sync_to_async(session_cookie)(user)
+        cookie = cookie or await database_sync_to_async(session_cookie)(user)
         headers.append((b"cookie", f"{django_settings.SESSION_COOKIE_NAME}={cookie}".encode()))
     communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
     connected, _ = await communicator.connect(timeout=EVENT_TIMEOUT)

@@ -16,7 +16,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
 from chat.fake_upstream import Scenario, content_tokens
-from tests.conftest import QueryCounter, open_socket, text_of
+from tests.conftest import QueryCounter, open_socket, session_cookie, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -143,12 +143,12 @@ async def test_frames_close_together_share_one_session_check(
     await socket.close()
 
 
-async def test_frames_that_need_no_database_make_no_trip_to_its_thread(
-    alice: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The functions run on the database thread, one entry a trip."""
     from asgiref.sync import SyncToAsync
 
-    trips = []
+    trips: list[str] = []
     run_there = SyncToAsync.thread_handler
 
     def noting_trips(self: SyncToAsync, *args: Any, **kwargs: Any) -> Any:
@@ -156,7 +156,15 @@ async def test_frames_that_need_no_database_make_no_trip_to_its_thread(
         return run_there(self, *args, **kwargs)
 
     monkeypatch.setattr(SyncToAsync, "thread_handler", noting_trips)
+    return trips
+
+
+async def test_frames_that_need_no_database_make_no_trip_to_its_thread(
+    alice: Any, settings: Any, trips: list[str]
+) -> None:
     settings.GLMWEB_SESSION_RECHECK_SECONDS = 60
+    first = await open_socket(alice)  # the worker's recovery runs at its first socket
+    del trips[:]
     socket = await open_socket(alice)
     nowhere = "00000000-0000-0000-0000-000000000000"
     await socket.send(type="leave", conversation=nowhere)
@@ -168,9 +176,76 @@ async def test_frames_that_need_no_database_make_no_trip_to_its_thread(
         await socket.send(type="leave", conversation=nowhere)
     await socket.send(type="nonsense")
     assert (await socket.event())["code"] == "bad_frame"
-    assert "session_is_valid" in before  # the first frame's check, counted
+    assert "logins_valid" in before  # the first frame's check, counted
+    assert "recover_once" not in before
     assert trips == before
     await socket.close()
+    await first.close()
+
+
+async def test_sockets_checking_their_logins_at_once_share_one_trip(
+    alice: Any, bob: Any, settings: Any, trips: list[str]
+) -> None:
+    settings.GLMWEB_SESSION_RECHECK_SECONDS = 0  # every frame is checked
+    sockets = [await open_socket(user) for user in (alice, alice, bob, bob, bob)]
+    del trips[:]
+
+    for socket in sockets:
+        await socket.send(type="nonsense")
+    for socket in sockets:
+        assert (await socket.event())["code"] == "bad_frame"
+
+    assert trips == ["logins_valid"]  # five logins, one trip
+    for socket in sockets:
+        await socket.close()
+
+
+async def test_sockets_of_one_login_share_its_check_for_the_recheck_time(
+    alice: Any, settings: Any, trips: list[str]
+) -> None:
+    settings.GLMWEB_SESSION_RECHECK_SECONDS = 60
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    first_tab, second_tab = [await open_socket(alice, cookie=cookie) for _ in range(2)]
+    other_login = await open_socket(alice)
+    del trips[:]
+
+    for socket in (first_tab, second_tab, other_login):
+        await socket.send(type="nonsense")
+        assert (await socket.event())["code"] == "bad_frame"
+
+    assert trips == ["logins_valid", "logins_valid"]  # the second tab's answer was shared
+    for socket in (first_tab, second_tab, other_login):
+        await socket.close()
+
+
+async def test_a_frame_waits_for_its_logins_check_already_on_the_way(
+    alice: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import logins
+
+    settings.GLMWEB_SESSION_RECHECK_SECONDS = 60
+    check = logins.logins_valid
+    gate, on_the_way, checked = asyncio.Event(), asyncio.Event(), []
+
+    async def slow_check(batch: list[Any]) -> list[bool]:
+        checked.append(len(batch))
+        on_the_way.set()
+        await gate.wait()
+        return await check(batch)
+
+    monkeypatch.setattr(logins, "logins_valid", slow_check)
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    first_tab, second_tab = [await open_socket(alice, cookie=cookie) for _ in range(2)]
+    await first_tab.send(type="nonsense")
+    await asyncio.wait_for(on_the_way.wait(), 5)
+    await second_tab.send(type="nonsense")
+    await asyncio.sleep(0.1)  # the second frame is read while the check is on its way
+
+    gate.set()
+    for socket in (first_tab, second_tab):
+        assert (await socket.event())["code"] == "bad_frame"
+        await socket.close()
+    assert checked == [1]
 
 
 @pytest.mark.parametrize("frame", ["join", "send"])
