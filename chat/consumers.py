@@ -198,12 +198,17 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_event({"type": "switched", "conversation": conversation, "leaf": shown})
 
     async def begin(self, turn: generation.Turn) -> None:
-        # Join before the turn starts, so this socket gets its start event.
-        await self.join_group(str(turn.conversation_id))
+        conversation = str(turn.conversation_id)
+        # Joined here before the turn starts, this socket gets its start event.
+        # The layer's group (events from other workers) is a round trip to Redis:
+        # the turn's upstream request goes out meanwhile, not after it.
+        newly_joined = self.join_here(conversation)
         if turn.is_new:
             await generation.start(turn)
         else:
             await self.send_event(turn.start_event())
+        if newly_joined:
+            await self.join_layer_group(conversation)
 
     async def frame_stop(self, frame: dict[str, Any]) -> None:
         conversation = required_id(frame.get("conversation"))
@@ -336,12 +341,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             waiting.cancel()
 
     async def join_group(self, conversation: str) -> None:
-        if conversation not in self.joined:
-            self.joined.add(conversation)
-            relay.join(conversation, self)
-            await self.channel_layer.group_add(
-                generation.conversation_group(conversation), self.channel_name
-            )
+        if self.join_here(conversation):
+            await self.join_layer_group(conversation)
+
+    def join_here(self, conversation: str) -> bool:
+        """Hear the turns of this process in the conversation; False if already joined."""
+        if conversation in self.joined:
+            return False
+        self.joined.add(conversation)
+        relay.join(conversation, self)
+        return True
+
+    async def join_layer_group(self, conversation: str) -> None:
+        await self.channel_layer.group_add(
+            generation.conversation_group(conversation), self.channel_name
+        )
 
     async def leave_group(self, conversation: str) -> None:
         self.cancel_snapshot_wait(conversation)

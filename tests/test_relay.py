@@ -8,6 +8,7 @@ this process must not. Several workers over Redis are tests/test_workers.py.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -51,6 +52,33 @@ def layer(settings: Any) -> Noting:
     noting = NotingRedisLayer if "redis" in config["BACKEND"] else NotingInMemoryLayer
     settings.CHANNEL_LAYERS = {"default": {**config, "BACKEND": f"{__name__}.{noting.__name__}"}}
     return get_channel_layer()  # type: ignore[return-value]
+
+
+class Gated:
+    """A channel layer whose group joins wait until the test opens the gate."""
+
+    gate = asyncio.Event()
+
+    async def group_add(self, group: str, channel: str) -> None:
+        await Gated.gate.wait()
+        await super().group_add(group, channel)  # type: ignore[misc]
+
+
+class GatedInMemoryLayer(Gated, InMemoryChannelLayer):
+    pass
+
+
+class GatedRedisLayer(Gated, RedisChannelLayer):
+    pass
+
+
+@pytest.fixture
+def gated_layer(settings: Any) -> Iterator[type[Gated]]:
+    config = settings.CHANNEL_LAYERS["default"]
+    gated = GatedRedisLayer if "redis" in config["BACKEND"] else GatedInMemoryLayer
+    settings.CHANNEL_LAYERS = {"default": {**config, "BACKEND": f"{__name__}.{gated.__name__}"}}
+    Gated.gate = asyncio.Event()
+    yield Gated
 
 
 def turn_events(layer: Noting) -> list[str]:
@@ -108,6 +136,24 @@ async def test_stop_from_another_socket_here_reaches_the_turn_directly(
     assert "turn.stop" not in control_messages(layer)
     await sender.close()
     await other_tab.close()
+
+
+async def test_a_turn_asks_the_upstream_before_its_socket_joins_the_layer_group(
+    alice: Any, fake: Any, gated_layer: type[Gated]
+) -> None:
+    socket = await open_socket(alice)
+    await socket.send_message("Hi")
+    for _ in range(300):
+        if fake.requests:
+            break
+        await asyncio.sleep(0.01)
+    assert len(fake.requests) == 1  # the group join is still waiting
+
+    gated_layer.gate.set()
+    events = await socket.until("done")
+    assert events[0]["type"] == "start"
+    assert text_of(events) == "".join(content_tokens(fake.scenario))
+    await socket.close()
 
 
 async def test_tokens_are_coalesced_but_the_first_is_never_held_back(
