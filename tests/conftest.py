@@ -3,8 +3,10 @@ upstream, and authenticated chat sockets."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -149,6 +151,13 @@ async def open_socket(
     connected, _ = await communicator.connect(timeout=EVENT_TIMEOUT)
     assert connected
     return ChatSocket(communicator)
+
+
+async def wait_for(condition: object, timeout: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 def text_of(events: list[dict[str, Any]], field: str = "content") -> str:

@@ -8,7 +8,6 @@ this process must not. Several workers over Redis are tests/test_workers.py.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
 from chat.fake_upstream import Scenario, content_tokens
-from tests.conftest import QueryCounter, open_socket, session_cookie, text_of
+from tests.conftest import QueryCounter, open_socket, session_cookie, text_of, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -46,11 +45,16 @@ class NotingRedisLayer(Noting, RedisChannelLayer):
     pass
 
 
+def use_layer(settings: Any, in_memory: type, redis: type) -> None:
+    """The configured layer (in-memory, or Redis when hosted), as the given subclass."""
+    config = settings.CHANNEL_LAYERS["default"]
+    chosen = redis if "redis" in config["BACKEND"] else in_memory
+    settings.CHANNEL_LAYERS = {"default": {**config, "BACKEND": f"{__name__}.{chosen.__name__}"}}
+
+
 @pytest.fixture
 def layer(settings: Any) -> Noting:
-    config = settings.CHANNEL_LAYERS["default"]
-    noting = NotingRedisLayer if "redis" in config["BACKEND"] else NotingInMemoryLayer
-    settings.CHANNEL_LAYERS = {"default": {**config, "BACKEND": f"{__name__}.{noting.__name__}"}}
+    use_layer(settings, NotingInMemoryLayer, NotingRedisLayer)
     return get_channel_layer()  # type: ignore[return-value]
 
 
@@ -73,12 +77,10 @@ class GatedRedisLayer(Gated, RedisChannelLayer):
 
 
 @pytest.fixture
-def gated_layer(settings: Any) -> Iterator[type[Gated]]:
-    config = settings.CHANNEL_LAYERS["default"]
-    gated = GatedRedisLayer if "redis" in config["BACKEND"] else GatedInMemoryLayer
-    settings.CHANNEL_LAYERS = {"default": {**config, "BACKEND": f"{__name__}.{gated.__name__}"}}
+def gated_layer(settings: Any) -> type[Gated]:
+    use_layer(settings, GatedInMemoryLayer, GatedRedisLayer)
     Gated.gate = asyncio.Event()
-    yield Gated
+    return Gated
 
 
 def turn_events(layer: Noting) -> list[str]:
@@ -143,10 +145,7 @@ async def test_a_turn_asks_the_upstream_before_its_socket_joins_the_layer_group(
 ) -> None:
     socket = await open_socket(alice)
     await socket.send_message("Hi")
-    for _ in range(300):
-        if fake.requests:
-            break
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: fake.requests, timeout=3)
     assert len(fake.requests) == 1  # the group join is still waiting
 
     gated_layer.gate.set()

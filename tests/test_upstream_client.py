@@ -34,6 +34,7 @@ from chat.upstream import (
     complete_chat,
     stream_chat,
 )
+from tests.conftest import wait_for
 
 API_KEY = "sk-test-secret-key-123456"
 REQUEST = ChatRequest(
@@ -368,13 +369,6 @@ async def test_error_payload_mid_stream_raises_stream_error(fake: FakeUpstream) 
 
 
 # --- cancellation and load ---------------------------------------------------------
-
-
-async def wait_for(condition: object, timeout: float = 1.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 async def test_cancelling_the_consumer_closes_the_connection(fake: FakeUpstream) -> None:
