@@ -205,7 +205,7 @@ def command_tail(port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "daphne",
+        "glmweb.serve",
         "-b",
         "127.0.0.1",
         "-p",

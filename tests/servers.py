@@ -87,7 +87,7 @@ class App:
             [
                 sys.executable,
                 "-m",
-                "daphne",
+                "glmweb.serve",
                 "-b",
                 "127.0.0.1",
                 "-p",
