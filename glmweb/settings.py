@@ -124,6 +124,8 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "glmweb.postgresql"  # see its base.py
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Many chats starting at once on SQLite: WAL lets readers run beside the
     # writer, IMMEDIATE takes the write lock at BEGIN (no upgrade deadlocks),
