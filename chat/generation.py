@@ -655,6 +655,7 @@ class TurnRunner:
     finish_reason: str = ""
     usage: upstream.Usage | None = None
     stop_requested: bool = False
+    shutting_down: bool = False
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     _pending_content: list[str] = field(default_factory=list)
@@ -719,6 +720,9 @@ class TurnRunner:
                 "internal", "Something went wrong on our side. The text so far is kept.", True
             )
             return
+        if self.shutting_down:
+            await self._finish_with_error("interrupted", INTERRUPTED_MESSAGE, True)
+            return
         await self._finish()
 
     async def _stream(self) -> None:
@@ -737,6 +741,12 @@ class TurnRunner:
         if self._stream_task is not None and not self._stream_task.done():
             self.stop_requested = True
             self._stream_task.cancel()
+
+    def interrupt(self) -> None:
+        """The worker is shutting down: stop reading, save the text as interrupted."""
+        if self._stream_task is not None and not self._stream_task.done():
+            self.shutting_down = True
+            self.stop()
 
     def _take(self, event: upstream.Event) -> None:
         match event:
@@ -1021,6 +1031,20 @@ def save_reply(
                 completion_tokens=F("completion_tokens") + prior_usage.completion_tokens,
                 total_tokens=F("total_tokens") + prior_usage.total_tokens,
             )
+
+
+async def interrupt_running_turns(timeout: float = 10) -> None:
+    """At shutdown: every running turn saves its text so far, as interrupted.
+
+    Without this a restart would lose what came since the last checkpoint.
+    """
+    runners = list(RUNNING.values())
+    for runner in runners:
+        runner.interrupt()
+    tasks = [runner.task for runner in runners if runner.task is not None]
+    if tasks:
+        log.info("interrupting running turns for shutdown", extra={"turns": len(tasks)})
+        await asyncio.wait(tasks, timeout=timeout)
 
 
 def is_running_here(conversation_id: uuid.UUID) -> bool:

@@ -1,15 +1,21 @@
-"""glmweb's worker: daphne, on uvloop.
+"""glmweb's worker: daphne on uvloop, saving the replies it streams when it stops.
 
     python -m glmweb.serve -b 127.0.0.1 -p 8001 glmweb.asgi:application
 
 Takes daphne's options. uvloop runs the event loop under twisted's asyncio
 reactor: at 200 streams a worker spends 10-15 % less CPU per token than on
-asyncio's own loop (bench/results/README.md, seventh pass).
+asyncio's own loop (bench/results/README.md, seventh pass). On SIGTERM or
+SIGINT each running reply saves its text so far, marked interrupted, before
+the worker exits; without that a restart loses what came since the last
+checkpoint.
 """
+
+from __future__ import annotations
 
 import asyncio
 
 from twisted.internet import asyncioreactor
+from twisted.internet.defer import Deferred
 
 try:
     import uvloop
@@ -22,8 +28,17 @@ def main() -> None:
     # Before daphne is imported: it keeps an asyncio reactor already installed.
     asyncioreactor.install(loop)
     from daphne.cli import CommandLineInterface
+    from twisted.internet import reactor
 
+    reactor.addSystemEventTrigger("before", "shutdown", save_running_turns)
     CommandLineInterface.entrypoint()
+
+
+def save_running_turns() -> Deferred[None]:
+    # Imported only now: daphne has set Django up by loading the application.
+    from chat.generation import interrupt_running_turns
+
+    return Deferred.fromFuture(asyncio.ensure_future(interrupt_running_turns()))
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.servers import free_port, wait_for_http
+from tests.conftest import text_of
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a long enough test password 1"
@@ -190,6 +191,13 @@ class RemoteSocket:
             if events[-1]["type"] in types:
                 return events
 
+    async def text_until(self, chars: int) -> list[dict[str, Any]]:
+        """The reply's events until at least ``chars`` of its text have arrived."""
+        received = await self.until("delta")
+        while len(text_of(received)) < chars:
+            received += await self.until("delta")
+        return received
+
     async def close(self) -> None:
         await self.connection.close()
 
@@ -204,3 +212,9 @@ def transcript_in(html: str) -> list[dict[str, Any]]:
     if found is None:
         raise AssertionError("no transcript data in the page")
     return json.loads(found.group(1))
+
+
+def transcript_of(base_url: str, cookie: str, conversation: str) -> list[dict[str, Any]]:
+    """The transcript of a conversation's page, as its owner opens it."""
+    page = httpx.get(f"{base_url}/c/{conversation}/", cookies={"sessionid": cookie}).text
+    return transcript_in(page)

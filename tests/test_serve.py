@@ -1,17 +1,28 @@
-"""The worker a deployment runs (python -m glmweb.serve): daphne on uvloop."""
+"""The worker a deployment runs (python -m glmweb.serve): daphne on uvloop,
+saving the replies it streams when it is stopped."""
 
 from __future__ import annotations
 
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.servers import glmweb_app
+from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
+from tests.conftest import text_of
+from tests.servers import RemoteSocket, glmweb_app, login_cookie, transcript_of
 
 
-def test_a_worker_serves_on_uvloop_and_stops_on_sigterm() -> None:
-    with glmweb_app("http://127.0.0.1:9") as app:
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeUpstream]:
+    with FakeUpstream().run_in_thread() as upstream:
+        yield upstream
+
+
+def test_a_worker_serves_on_uvloop_and_stops_on_sigterm(fake: FakeUpstream) -> None:
+    with glmweb_app(fake.base_url) as app:
         url = app.start_worker("w")
         worker = app.workers["w"]
 
@@ -20,3 +31,29 @@ def test_a_worker_serves_on_uvloop_and_stops_on_sigterm() -> None:
 
         app.kill_worker("w", signal.SIGTERM)
         assert worker.returncode == 0
+
+
+async def test_a_reply_streaming_when_its_worker_is_stopped_keeps_its_text(
+    fake: FakeUpstream,
+) -> None:
+    fake.scenario = Scenario(tokens=400, reasoning_tokens=0, delay=0.01)
+    expected = "".join(content_tokens(fake.scenario))
+    # No checkpoint comes in time: what is kept is saved on the way out.
+    with glmweb_app(fake.base_url, GLMWEB_CHECKPOINT_SECONDS="60") as app:
+        app.create_user("alice")
+        url = app.start_worker("w")
+        cookie = login_cookie(url, "alice")
+        socket = await RemoteSocket.open(url, cookie)
+        await socket.send(type="send", conversation=None, content="Keep this", client_id="s1")
+        conversation = (await socket.until("start"))[0]["conversation"]
+        received = await socket.text_until(100)
+
+        app.kill_worker("w", signal.SIGTERM)  # a deploy's restart
+        url = app.start_worker("w")
+
+        user_message, reply = transcript_of(url, cookie, conversation)
+        assert user_message["content"] == "Keep this"
+        assert reply["status"] == "interrupted"
+        assert "restart" in reply["error_message"]
+        assert len(reply["content"]) >= len(text_of(received))
+        assert expected.startswith(reply["content"])

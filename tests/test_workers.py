@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.conftest import hosted, text_of
-from tests.servers import App, RemoteSocket, glmweb_app, login_cookie, transcript_in
+from tests.servers import App, RemoteSocket, glmweb_app, login_cookie, transcript_of
 
 pytestmark = pytest.mark.skipif(not hosted(), reason="needs DATABASE_URL and REDIS_URL")
 
@@ -31,11 +30,6 @@ def app(fake: FakeUpstream) -> Iterator[App]:
     with glmweb_app(fake.base_url, GLMWEB_CHECKPOINT_SECONDS="0.3") as running:
         running.create_user("alice")
         yield running
-
-
-def transcript_of(base_url: str, cookie: str, conversation: str) -> list[dict]:
-    page = httpx.get(f"{base_url}/c/{conversation}/", cookies={"sessionid": cookie}).text
-    return transcript_in(page)
 
 
 async def test_a_reply_streams_to_sockets_on_another_worker_and_stops_from_there(
@@ -98,9 +92,7 @@ async def test_a_killed_worker_leaves_an_interrupted_reply_that_can_be_retried(
     socket = await RemoteSocket.open(a, cookie)
     await socket.send(type="send", conversation=None, content="Survive this", client_id="k1")
     conversation = (await socket.until("start"))[0]["conversation"]
-    received = await socket.until("delta")
-    while len(text_of(received)) < 200:
-        received += await socket.until("delta")
+    await socket.text_until(200)
     await asyncio.sleep(0.4)  # past a checkpoint
 
     app.kill_worker("a")
