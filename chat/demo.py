@@ -66,6 +66,6 @@ async def stream_demo(
         due = max(sent + 1, min(len(deltas), int((loop.time() - started) / TOKEN_DELAY)))
         batch, sent = deltas[sent:due], due
         yield batch
-    prompt = sum(len(m["content"]) for m in request.messages) // 4 + 4 * len(request.messages)
+    prompt = request.estimated_prompt_tokens()
     completion = len(reasoning) + len(answer)
     yield [upstream.Finish("stop"), upstream.Usage(prompt, completion, prompt + completion)]

@@ -976,7 +976,7 @@ class ReplyOutcome:
 
 def estimate_usage(request: upstream.ChatRequest, content: str, reasoning: str) -> upstream.Usage:
     """About four characters a token: only for replies the upstream never counted."""
-    prompt = sum(len(m["content"]) for m in request.messages) // 4 + 4 * len(request.messages)
+    prompt = request.estimated_prompt_tokens()
     completion = (len(content) + len(reasoning) + 3) // 4
     return upstream.Usage(prompt, completion, prompt + completion)
 

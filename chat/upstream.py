@@ -525,6 +525,10 @@ class ChatRequest:
             body["stream_options"] = {"include_usage": True}
         return body
 
+    def estimated_prompt_tokens(self) -> int:
+        """About four characters a token, and four a message: for a reply never counted."""
+        return sum(len(m["content"]) for m in self.messages) // 4 + 4 * len(self.messages)
+
 
 @dataclass(frozen=True)
 class UpstreamConfig:
