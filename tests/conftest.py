@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
+from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
 from channels.layers import channel_layers
 from channels.testing import WebsocketCommunicator
@@ -51,11 +51,13 @@ def no_generated_titles(settings: Any) -> None:
 def close_connections_of_the_database_thread(
     django_db_setup: None, django_db_blocker: Any
 ) -> Iterator[None]:
-    # database_sync_to_async keeps its own connection on its own thread; close
-    # it before the test database is dropped.
+    # database_sync_to_async, awaited in a test's own event loop, runs on
+    # asgiref's one executor thread and keeps a connection there; close it
+    # before the test database is dropped. (Under async_to_sync it would run
+    # on this thread and close the wrong connection.)
     yield
     with django_db_blocker.unblock():
-        async_to_sync(database_sync_to_async(connections.close_all))()
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
 def make_user(username: str, **fields: Any) -> Any:
