@@ -202,6 +202,7 @@ class Glmweb:
 
 
 def command_tail(port: int) -> list[str]:
+    """The command of one glmweb worker on ``port``, as deployed (tests/servers.py too)."""
     return [
         sys.executable,
         "-m",

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from bench.servers import free_port, wait_for_http
+from bench.servers import command_tail, free_port, wait_for_http
 from tests.conftest import text_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,16 +85,7 @@ class App:
         port = port or self.ports.get(name) or free_port()
         env = {**self.env, "GLMWEB_WORKER_ID": name}
         self.workers[name] = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "glmweb.serve",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "glmweb.asgi:application",
-            ],
+            command_tail(port),
             cwd=ROOT,
             env=env,
             stdout=subprocess.DEVNULL,
