@@ -229,9 +229,13 @@ async def _response_head(connection: h11.Connection, stream: AsyncioStream) -> h
         # Otherwise an informational (1xx) response: the real one follows.
 
 
-async def _read(stream: AsyncioStream) -> bytes:
+async def _read(stream: AsyncioStream, deadline: float | None = None) -> bytes:
+    """What has arrived, waiting for it at most until the loop's time `deadline`."""
+    timeout = None if deadline is None else deadline - asyncio.get_running_loop().time()
     try:
-        return await stream.read(READ_BYTES)
+        return await stream.read(READ_BYTES, timeout)
+    except httpcore.ReadTimeout:
+        raise TimeoutError from None
     except httpcore.ReadError as exc:
         raise ConnectionBroken(str(exc)) from exc
 
@@ -268,8 +272,11 @@ class Response:
             self._body, keep_alive = _UntilClose(), False
         self._keep_alive = keep_alive
 
-    async def read_some(self) -> bytes:
-        """The body bytes that have arrived (waiting for at least one); b"" at the end."""
+    async def read_some(self, deadline: float | None = None) -> bytes:
+        """The body bytes that have arrived (waiting for at least one); b"" at the end.
+
+        TimeoutError if none came by the loop's time `deadline`.
+        """
         while True:
             if self._raw:
                 data = self._body.take(self._raw)
@@ -283,7 +290,7 @@ class Response:
                     self._body.done = True
                     continue
                 raise ConnectionBroken("the connection closed before the body ended")
-            data = await _read(self._stream)
+            data = await _read(self._stream, deadline)
             if data:
                 self._raw += data
             else:
@@ -365,7 +372,7 @@ class _Chunked(_Body):
         while pos < size and not self.done:
             if self.left:
                 end = min(size, pos + self.left)
-                payload.append(bytes(raw[pos:end]))
+                payload.append(raw[pos:end])
                 self.left -= end - pos
                 pos = end
                 self.crlf_due = self.left == 0
@@ -386,8 +393,13 @@ class _Chunked(_Body):
                 pos = line_end + 2
                 if self.in_trailer:
                     self._trailer_line(line)
-                else:
-                    self._size_line(line)
+                    continue
+                self._size_line(line)
+                # Most chunks have come whole: take the payload and its CRLF at once.
+                end = pos + self.left
+                if self.left and raw.startswith(b"\r\n", end):
+                    payload.append(raw[pos:end])
+                    self.left, pos = 0, end + 2
         del raw[:pos]
         return b"".join(payload)
 

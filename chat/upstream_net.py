@@ -68,12 +68,18 @@ class _Buffer(asyncio.Protocol):
             self._drained.set_result(None)
         self._drained = None
 
-    async def wait_readable(self) -> None:
-        self._reader = asyncio.get_running_loop().create_future()
+    async def wait_readable(self, deadline: float | None = None) -> bool:
+        """Wait for data or the end: False if the loop's time `deadline` came first."""
+        loop = asyncio.get_running_loop()
+        self._reader = reader = loop.create_future()
+        # A timer on the future, not asyncio.timeout: no task to cancel and uncancel.
+        timer = None if deadline is None else loop.call_at(deadline, _give_up, reader)
         try:
-            await self._reader
+            return await reader
         finally:
             self._reader = None
+            if timer is not None:
+                timer.cancel()
 
     async def wait_drained(self) -> None:
         if self._drained is not None:
@@ -110,7 +116,12 @@ class _Buffer(asyncio.Protocol):
 
     def _wake_reader(self) -> None:
         if self._reader is not None and not self._reader.done():
-            self._reader.set_result(None)
+            self._reader.set_result(True)
+
+
+def _give_up(reader: asyncio.Future[bool]) -> None:
+    if not reader.done():
+        reader.set_result(False)
 
 
 class AsyncioStream(httpcore.AsyncNetworkStream):
@@ -121,11 +132,9 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         protocol = self._protocol
         if not protocol.data and not protocol.eof:
-            try:
-                async with asyncio.timeout(timeout):
-                    await protocol.wait_readable()
-            except TimeoutError:
-                raise httpcore.ReadTimeout("timed out reading from upstream") from None
+            deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+            if not await protocol.wait_readable(deadline):
+                raise httpcore.ReadTimeout("timed out reading from upstream")
         if protocol.data:
             return protocol.take(max_bytes)
         if protocol.error is not None:

@@ -218,6 +218,39 @@ def test_malformed_json_raises_protocol_error() -> None:
         parse(b'data: {"choices": [\n\n')
 
 
+def test_malformed_json_after_good_events_keeps_them() -> None:
+    parser = SSEParser()
+    events = parser.feed(sse(chunk({"content": "a"}), chunk({"content": "b"})) + b"data: {]\n\n")
+    assert content(events) == "ab"
+    with pytest.raises(ProtocolError):
+        parser.feed(b"")
+
+
+def test_text_on_the_line_after_the_json_is_malformed() -> None:
+    with pytest.raises(ProtocolError):
+        parse(b'data: {"choices": []} trailing\n\n' + sse(chunk({"content": "a"}, "stop")))
+
+
+def test_bytes_that_are_not_utf8_become_replacement_characters() -> None:
+    raw = sse(chunk({"content": "a"})) + sse(chunk({"content": "b"}, "stop"))
+    raw = raw.replace(b'"b"', b'"b\xff"')
+    assert content(parse(raw)) == "ab\ufffd"
+
+
+def test_one_line_events_and_others_mixed_keep_their_order() -> None:
+    two_lines = b'data: {"choices": [{"delta":\ndata: {"content": "b"}}]}\n\n'
+    raw = (
+        sse(chunk({"content": "a"}))
+        + two_lines
+        + b": keep-alive\n\n"
+        + sse(chunk({"content": "c"}), chunk({"content": "d"}, "stop"))
+    )
+    parser = SSEParser()
+    events = parser.feed(raw) + parser.close()
+    assert content(events) == "abcd"
+    assert parser.data_lines == 5
+
+
 def test_non_sse_body_raises_protocol_error() -> None:
     with pytest.raises(ProtocolError):
         parse(b"<html><body>502 Bad Gateway</body></html>")
