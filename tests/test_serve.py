@@ -4,6 +4,8 @@ saving the replies it streams when it is stopped."""
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.conftest import text_of
-from tests.servers import RemoteSocket, glmweb_app, login_cookie, transcript_of
+from tests.servers import RemoteSocket, free_port, glmweb_app, login_cookie, transcript_of
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +33,43 @@ def test_a_worker_serves_on_uvloop_and_stops_on_sigterm(fake: FakeUpstream) -> N
 
         app.kill_worker("w", signal.SIGTERM)
         assert worker.returncode == 0
+
+
+# Starts the worker as deployed, and once it runs reports what the garbage
+# collector leaves out of its collections.
+REPORT_FROZEN = """
+import gc, sys
+from glmweb import serve
+
+install = serve.asyncioreactor.install
+
+def install_and_report(loop):
+    install(loop)
+    from twisted.internet import reactor
+
+    def report():
+        print(gc.get_freeze_count(), flush=True)
+        reactor.stop()
+
+    # After the worker's own start-up calls.
+    reactor.callWhenRunning(reactor.callLater, 0, report)
+
+serve.asyncioreactor.install = install_and_report
+sys.argv = ["glmweb.serve", "-b", "127.0.0.1", "-p", sys.argv[1], "glmweb.asgi:application"]
+serve.main()
+"""
+
+
+def test_a_worker_keeps_what_it_loaded_at_start_out_of_garbage_collection() -> None:
+    ran = subprocess.run(
+        [sys.executable, "-c", REPORT_FROZEN, str(free_port())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    # Django, the application and their modules: tens of thousands of objects.
+    assert int(ran.stdout.split()[0]) > 20_000
 
 
 async def test_a_reply_streaming_when_its_worker_is_stopped_keeps_its_text(
