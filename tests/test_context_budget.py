@@ -163,3 +163,56 @@ async def test_an_edit_too_long_even_alone_is_refused_too(alice, fake) -> None:
     assert await message_count() == before
     assert fake.requests == []
     await socket.close()
+
+
+@database_sync_to_async
+def set_max_tokens(conversation_id: str, max_tokens: int) -> None:
+    Conversation.objects.filter(id=conversation_id).update(params={"max_tokens": max_tokens})
+
+
+async def test_regenerating_a_message_that_no_longer_fits_is_refused(alice, fake) -> None:
+    # max_tokens raised after the message was answered: budget 1000 - 900 = 100,
+    # less than the system prompt (14) and the message (104) alone.
+    conversation = await conversation_with_turns(alice, turns=1, max_tokens=None)
+    await set_max_tokens(conversation, 900)
+    before = await message_count()
+    socket = await open_socket(alice)
+    await socket.send(type="regenerate", conversation=conversation)
+    error = await socket.event()
+
+    assert error["code"] == "too_long"
+    assert "118 tokens" in error["message"] and "(100," in error["message"]
+    assert await message_count() == before
+    assert fake.requests == []
+    await socket.close()
+
+
+@database_sync_to_async
+def reply_cut_at_length(conversation_id: str, content: str) -> Message:
+    reply = Message.objects.get(conversation_id=conversation_id, role=Message.Role.ASSISTANT)
+    reply.content, reply.finish_reason, reply.status = content, "length", Message.Status.COMPLETE
+    reply.save()
+    return reply
+
+
+async def test_continuing_a_reply_as_long_as_the_context_allows_is_refused(alice, fake) -> None:
+    # Budget 750: the system prompt (14), the message (104) and the reply so
+    # far (2,600 characters: 654) come to 772.
+    conversation = await conversation_with_turns(alice, turns=1, max_tokens=None)
+    reply = await reply_cut_at_length(conversation, "y" * 2600)
+    socket = await open_socket(alice)
+    await socket.send(type="continue", conversation=conversation, reply=str(reply.id))
+    error = await socket.event()
+
+    assert error["code"] == "too_long"
+    assert "772 tokens" in error["message"]
+    kept = await reply_of(str(reply.id))
+    assert (kept.content, kept.status, kept.finish_reason) == ("y" * 2600, "complete", "length")
+    assert fake.requests == []
+
+    # Shorter, it continues.
+    await reply_cut_at_length(conversation, "y" * 2000)
+    await socket.send(type="continue", conversation=conversation, reply=str(reply.id))
+    assert (await socket.until("done", "error"))[-1]["type"] == "done"
+    assert len(fake.requests) == 1
+    await socket.close()

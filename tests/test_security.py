@@ -45,20 +45,37 @@ async def test_too_many_sockets_are_refused_without_touching_others(
         await socket.close()
 
 
-async def test_an_inactive_account_cannot_open_a_socket(alice) -> None:
+async def connect_with_cookie(cookie: str) -> tuple[bool, int | None]:
     from glmweb.asgi import application
 
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws/chat/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", cookie.encode())],
+    )
+    connected, code = await communicator.connect()
+    if connected:
+        await communicator.disconnect()
+    return connected, code
+
+
+async def test_an_inactive_account_cannot_open_a_socket(alice) -> None:
     cookie = await database_sync_to_async(session_cookie)(alice)
     await database_sync_to_async(get_user_model().objects.filter(id=alice.id).update)(
         is_active=False
     )
-    communicator = WebsocketCommunicator(
-        application,
-        "/ws/chat/",
-        headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", f"sessionid={cookie}".encode())],
-    )
-    connected, code = await communicator.connect()
+    connected, code = await connect_with_cookie(f"sessionid={cookie}")
     assert not connected and code == 4401
+
+
+async def test_a_socket_needs_a_session_that_still_logs_in(alice) -> None:
+    cookie = await database_sync_to_async(session_cookie)(alice)
+    assert (await connect_with_cookie(f"theme=dark; sessionid={cookie}"))[0]
+
+    await database_sync_to_async(_change_password)(alice)
+    for cookie_header in (f"sessionid={cookie}", "sessionid=forged0key0that0was0never0issued"):
+        connected, code = await connect_with_cookie(cookie_header)
+        assert not connected and code == 4401
 
 
 def _deactivate(user) -> None:
