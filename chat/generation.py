@@ -140,7 +140,7 @@ def begin_send(
                 apply_settings(conversation, chosen_settings)
             if cleaned:
                 conversation.params = _params_for(conversation.model, conversation.params, cleaned)
-            _refuse_if_over_context(conversation, history, content)
+            _refuse_if_message_over_context(conversation, history, content)
             user_message = Message(
                 conversation=conversation,
                 role=Message.Role.USER,
@@ -182,6 +182,12 @@ def begin_regenerate(user_id: int, conversation_id: str, reply_id: str | None = 
             history.pop()
         if not history:
             raise TurnRefused("not_found", "There is no message to answer in this conversation.")
+        _refuse_if_over_context(
+            conversation,
+            history,
+            "The message to answer",
+            "Edit it shorter, or lower max tokens in the settings.",
+        )
         reply = _create_reply(conversation, parent=history[-1])
         _show(conversation, reply)
     return _make_turn(conversation, history, reply, None)
@@ -204,7 +210,7 @@ def begin_edit(
             messages = list(conversation.messages.order_by("created_at"))
             parent = next((m for m in messages if m.id == edited.parent_id), None)
             history = branch_ending_at(parent, messages) if parent else []
-            _refuse_if_over_context(conversation, history, content)
+            _refuse_if_message_over_context(conversation, history, content)
             user_message = conversation.messages.create(
                 role=Message.Role.USER, content=content, client_id=client_id, parent=parent
             )
@@ -232,6 +238,12 @@ def begin_continue(user_id: int, conversation_id: str, reply_id: str) -> Turn:
                 "cannot_continue", "Only the last reply, cut at the length limit, can be continued."
             )
         history = branch_ending_at(reply, list(conversation.messages.all()))
+        _refuse_if_over_context(
+            conversation,
+            history,
+            "The message and its reply so far",
+            "Lower max tokens in the settings, or ask for the rest in a new message.",
+        )
         prior = upstream.Usage(
             reply.prompt_tokens or 0, reply.completion_tokens or 0, reply.total_tokens or 0
         )
@@ -535,24 +547,37 @@ def fit_context(conversation: Conversation, history: list[Message]) -> Context:
     return Context(messages=system + turns[start:], left_out=start, fits=fits)
 
 
-def _refuse_if_over_context(conversation: Conversation, history: list[Message], text: str) -> None:
-    """Refuse a message that can't fit even alone, before anything is saved."""
-    pending = Message(role=Message.Role.USER, content=text)
-    if fit_context(conversation, [*history, pending]).fits:
+def _refuse_if_over_context(
+    conversation: Conversation, history: list[Message], what: str, advice: str
+) -> None:
+    """Refuse a turn whose newest message can't fit even alone, before anything is saved.
+
+    With a partial reply after that message (continuing), the two together.
+    """
+    context = fit_context(conversation, history)
+    if context.fits:
         return
+    needed = sum(estimate_tokens(message["content"]) for message in context.messages)
     budget = context_budget(conversation)
     prompt = " and the system prompt" if conversation.system_prompt else ""
     raise TurnRefused(
         "too_long",
-        f"This message{prompt} would take about "
-        f"{estimate_tokens(text) + _system_tokens(conversation):,} tokens, more than "
+        f"{what}{prompt} would take about {needed:,} tokens, more than "
         f"{conversation.model}'s context leaves for it ({max(budget, 0):,}, keeping room "
-        "for the reply). Shorten the message, or lower max tokens in the settings.",
+        f"for the reply). {advice}",
     )
 
 
-def _system_tokens(conversation: Conversation) -> int:
-    return estimate_tokens(conversation.system_prompt) if conversation.system_prompt else 0
+def _refuse_if_message_over_context(
+    conversation: Conversation, history: list[Message], text: str
+) -> None:
+    pending = Message(role=Message.Role.USER, content=text)
+    _refuse_if_over_context(
+        conversation,
+        [*history, pending],
+        "This message",
+        "Shorten the message, or lower max tokens in the settings.",
+    )
 
 
 def title_from(text: str) -> str:
