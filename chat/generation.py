@@ -832,10 +832,18 @@ class TurnRunner:
                 # A message the layer refuses shows as a gap in seq; the socket
                 # then asks for a new snapshot.
                 await _layer_call(layer.send(channel, message))
+        await _layer_call(self._stop_listening(layer))
 
     async def _listen_for_requests(self, layer: Any) -> None:
         channel = await control_channel(layer)
         await layer.group_add(control_group(self.turn.conversation_id), channel)
+
+    async def _stop_listening(self, layer: Any) -> None:
+        # Unless the conversation's next turn, here too, already listens: the
+        # group is the conversation's, the channel this process's.
+        if RUNNING.get(self.turn.conversation_id) in (None, self):
+            channel = await control_channel(layer)
+            await layer.group_discard(control_group(self.turn.conversation_id), channel)
 
     async def _send_last(self, kind: str, fields: dict[str, Any]) -> None:
         """Flush what is pending, then send the turn's final event and wait for it to leave."""

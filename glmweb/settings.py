@@ -143,18 +143,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # A turn's events reach the sockets of its own process directly (chat.relay);
 # the layer carries only what other workers need: stop and snapshot requests,
 # each turn's start and end, and the events of turns that a socket elsewhere
-# follows. On Redis, "capacity" counts a whole process's inbox (its channels
-# share one key), and a full inbox drops group messages silently: it is sized
-# for a burst of followed turns, not for one socket.
+# follows. On Redis it is the Pub/Sub layer: a group message is one PUBLISH
+# (channels_redis' RedisChannelLayer spends four round trips and a Lua script,
+# and its listeners two more commands a message). Its delivery is at most once,
+# as is all this needs: a socket that misses an event sees a gap in seq and
+# asks for a snapshot, and a turn's text is saved whatever the layer does.
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "capacity": 10_000,
-                "expiry": 30,
                 "prefix": env_str("REDIS_PREFIX", "glmweb"),
             },
         }

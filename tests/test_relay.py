@@ -13,12 +13,28 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 from chat.fake_upstream import Scenario, content_tokens
-from tests.conftest import QueryCounter, open_socket, session_cookie, text_of, wait_for
+from chat.generation import control_group
+from tests.conftest import (
+    QueryCounter,
+    hosted,
+    open_socket,
+    session_cookie,
+    text_of,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def layer_method(parent: Any, name: str) -> Any:
+    """`name` of the layer class under a mixin (`parent` is its super()).
+
+    The Redis pub/sub layer has its methods through __getattr__, per event loop.
+    """
+    return getattr(parent, name, None) or parent.__getattr__(name)
 
 
 class Noting:
@@ -30,18 +46,26 @@ class Noting:
 
     async def send(self, channel: str, message: dict[str, Any]) -> None:
         self.carried.append(message)
-        await super().send(channel, message)  # type: ignore[misc]
+        await layer_method(super(), "send")(channel, message)
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         self.carried.append(message)
-        await super().group_send(group, message)  # type: ignore[misc]
+        await layer_method(super(), "group_send")(group, message)
+
+    async def group_add(self, group: str, channel: str) -> None:
+        self.carried.append({"type": "group.add", "group": group, "channel": channel})
+        await layer_method(super(), "group_add")(group, channel)
+
+    async def group_discard(self, group: str, channel: str) -> None:
+        self.carried.append({"type": "group.discard", "group": group, "channel": channel})
+        await layer_method(super(), "group_discard")(group, channel)
 
 
 class NotingInMemoryLayer(Noting, InMemoryChannelLayer):
     pass
 
 
-class NotingRedisLayer(Noting, RedisChannelLayer):
+class NotingRedisLayer(Noting, RedisPubSubChannelLayer):
     pass
 
 
@@ -65,14 +89,14 @@ class Gated:
 
     async def group_add(self, group: str, channel: str) -> None:
         await Gated.gate.wait()
-        await super().group_add(group, channel)  # type: ignore[misc]
+        await layer_method(super(), "group_add")(group, channel)
 
 
 class GatedInMemoryLayer(Gated, InMemoryChannelLayer):
     pass
 
 
-class GatedRedisLayer(Gated, RedisChannelLayer):
+class GatedRedisLayer(Gated, RedisPubSubChannelLayer):
     pass
 
 
@@ -138,6 +162,22 @@ async def test_stop_from_another_socket_here_reaches_the_turn_directly(
     assert "turn.stop" not in control_messages(layer)
     await sender.close()
     await other_tab.close()
+
+
+@pytest.mark.skipif(not hosted(), reason="needs REDIS_URL: one process has no control groups")
+async def test_a_turn_listens_for_stop_and_snapshot_requests_only_while_it_runs(
+    alice: Any, fake: Any, layer: Noting
+) -> None:
+    socket = await open_socket(alice)
+    conversation = (await socket.turn("First"))[0]["conversation"]
+    await socket.turn("Second", conversation=conversation)
+    await socket.close()
+
+    control = control_group(conversation)
+    joins = [(m["type"], m["channel"]) for m in layer.carried if m.get("group") == control]
+    channel = joins[0][1]
+    # Each turn joins its conversation's control group and leaves it as it ends.
+    assert joins == [("group.add", channel), ("group.discard", channel)] * 2
 
 
 async def test_a_turn_asks_the_upstream_before_its_socket_joins_the_layer_group(
