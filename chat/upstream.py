@@ -440,7 +440,7 @@ class SSEParser:
                 chunk, chunk_end = _JSON.raw_decode(text, value_at)
             except ValueError:
                 break
-            if chunk_end != end:
+            if chunk_end != end or text.find("\n", value_at, end) >= 0:
                 break  # more on the line, or more lines in the event
             self.data_lines += 1
             pos = end + 2

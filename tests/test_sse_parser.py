@@ -231,6 +231,12 @@ def test_text_on_the_line_after_the_json_is_malformed() -> None:
         parse(b'data: {"choices": []} trailing\n\n' + sse(chunk({"content": "a"}, "stop")))
 
 
+def test_json_across_two_lines_is_not_one_data_field() -> None:
+    # The second line is a field of its own (named "[]}"): the data is '{"choices":'.
+    with pytest.raises(ProtocolError):
+        parse(b'data: {"choices":\n[]}\n\n' + sse(chunk({"content": "a"}, "stop")))
+
+
 def test_bytes_that_are_not_utf8_become_replacement_characters() -> None:
     raw = sse(chunk({"content": "a"})) + sse(chunk({"content": "b"}, "stop"))
     raw = raw.replace(b'"b"', b'"b\xff"')
