@@ -145,7 +145,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # each turn's start and end, and the events of turns that a socket elsewhere
 # follows. On Redis it is the Pub/Sub layer: a group message is one PUBLISH
 # (channels_redis' RedisChannelLayer spends four round trips and a Lua script,
-# and its listeners two more commands a message). Its delivery is at most once,
+# and its listeners five more commands a message). Its delivery is at most once,
 # as is all this needs: a socket that misses an event sees a gap in seq and
 # asks for a snapshot, and a turn's text is saved whatever the layer does.
 REDIS_URL = env_str("REDIS_URL")
