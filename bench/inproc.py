@@ -3,8 +3,8 @@
 glmweb has no query log to read from outside, so this process loads the same
 settings (same environment, same database), runs real turns through the ASGI
 app with channels' WebsocketCommunicator against the same fake upstream, and
-counts queries with Django's CaptureQueriesContext on the one thread that
-database_sync_to_async uses (as tests/conftest.py's QueryCounter does). It also
+counts queries with Django's CaptureQueriesContext on each of chat.db's
+database threads (as tests/conftest.py's QueryCounter does). It also
 seeds the long conversation whose page the benchmark then times over HTTP.
 
 `python -m bench.inproc --owner USERNAME --messages 1000` prints JSON.
@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import threading
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -25,7 +26,6 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glmweb.settings")
 django.setup()
 
-from channels.db import database_sync_to_async  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
@@ -33,6 +33,7 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from chat import db  # noqa: E402
 from chat.models import Conversation, Message  # noqa: E402
 from glmweb.asgi import application  # noqa: E402
 
@@ -46,6 +47,20 @@ def session_cookie(user: Any) -> str:
     client = Client()
     client.force_login(user)
     return client.cookies["sessionid"].value
+
+
+# Each database thread's connection is its own: capture and read on the same thread.
+captures = threading.local()
+
+
+def start_capturing() -> None:
+    captures.context = CaptureQueriesContext(connection)
+    captures.context.__enter__()
+
+
+def captured() -> list[str]:
+    captures.context.__exit__(None, None, None)
+    return [query["sql"] for query in captures.context.captured_queries]
 
 
 async def turn_queries(cookie: str, tokens: int, delay: float) -> dict[str, Any]:
@@ -64,8 +79,7 @@ async def turn_queries(cookie: str, tokens: int, delay: float) -> dict[str, Any]
         "content": f"[[fake {knobs}]] count my queries",
         "client_id": uuid.uuid4().hex,
     }
-    context = CaptureQueriesContext(connection)
-    await database_sync_to_async(context.__enter__)()
+    await db.on_every_thread(start_capturing)
     await communicator.send_to(text_data=json.dumps(frame))
     deltas = 0
     while True:
@@ -73,13 +87,7 @@ async def turn_queries(cookie: str, tokens: int, delay: float) -> dict[str, Any]
         deltas += event["type"] == "delta"
         if event["type"] in ("done", "error"):
             break
-
-    def finish() -> list[str]:
-        # The connection is per thread: read what it captured on the same thread.
-        context.__exit__(None, None, None)
-        return [query["sql"] for query in context.captured_queries]
-
-    queries = await database_sync_to_async(finish)()
+    queries = [sql for sqls in await db.on_every_thread(captured) for sql in sqls]
     await communicator.disconnect()
     return {
         "tokens": tokens,

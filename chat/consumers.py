@@ -15,11 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import generation, logins, relay
+from chat.db import database_call
 from chat.generation import TurnRefused
 from chat.transcript import owns_conversation, reply_state
 
@@ -66,7 +66,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.writer: asyncio.Task[None] | None = None
         self.writing = asyncio.Lock()
         if not generation.recovered():
-            await database_sync_to_async(generation.recover_once)()
+            await database_call(generation.recover_once)()
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
@@ -83,7 +83,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # channels' own dispatch first closes stale database connections, a trip
         # to the database thread for every frame and layer message, queued
         # behind the turn starts. This consumer touches the database only
-        # through database_sync_to_async, which closes them around each call.
+        # through database_call, which closes them around each call.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
@@ -176,7 +176,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     ) -> None:
         """Run one of generation's begin_* functions for this user, then start the turn."""
         try:
-            turn = await database_sync_to_async(begin)(self.user_id, *args)
+            turn = await database_call(begin)(self.user_id, *args)
         except TurnRefused as refused:
             extra = {"client_id": client_id} if client_id is not None else {}
             if refused.fields:
@@ -189,9 +189,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = required_id(frame.get("conversation"))
         leaf = required_id(frame.get("leaf"), "leaf")
         try:
-            shown = await database_sync_to_async(generation.switch_branch)(
-                self.user_id, conversation, leaf
-            )
+            shown = await database_call(generation.switch_branch)(self.user_id, conversation, leaf)
         except TurnRefused as refused:
             await self.send_error(refused.code, refused.message, conversation=conversation)
             return
@@ -220,7 +218,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.require_owned(conversation)
         # Join first, then look: whatever happens after the look arrives as events.
         await self.join_group(conversation)
-        state = await database_sync_to_async(reply_state)(conversation)
+        state = await database_call(reply_state)(conversation)
         generating = state is not None and state["status"] == "streaming"
         await self.send_event(
             {"type": "joined", "conversation": conversation, "generating": generating}
@@ -232,7 +230,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.leave_group(required_id(frame.get("conversation")))
 
     async def require_owned(self, conversation: str) -> None:
-        if not await database_sync_to_async(owns_conversation)(self.user_id, conversation):
+        if not await database_call(owns_conversation)(self.user_id, conversation):
             raise FrameError("not_found", "That conversation doesn't exist.")
 
     # --- Events out ------------------------------------------------------------
@@ -326,7 +324,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def send_database_snapshot(
         self, conversation: str, before_seq: int | None = None
     ) -> None:
-        state = await database_sync_to_async(reply_state)(conversation)
+        state = await database_call(reply_state)(conversation)
         if state is None:
             return
         seq = self.seen_seq.get(state["reply"], 0) if before_seq is None else before_seq - 1

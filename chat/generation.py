@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import uuid
 import weakref
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -33,6 +33,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from chat import demo, limits, relay, titles, upstream, usage
+from chat.db import database_call
 from chat.models import Conversation, Message
 from chat.params import (
     ConversationSettings,
@@ -618,6 +619,9 @@ def sweep_stale_replies() -> int:
 
 
 _recovered = False
+# Database calls run on several threads: a turn started while the first socket's
+# recovery runs must wait for it, or it would be marked interrupted too.
+_recovering = threading.Lock()
 
 
 def recovered() -> bool:
@@ -627,9 +631,10 @@ def recovered() -> bool:
 
 def recover_once() -> None:
     global _recovered
-    if not _recovered:
-        _recovered = True
-        recover_worker_replies(settings.GLMWEB_WORKER_ID)
+    with _recovering:
+        if not _recovered:
+            recover_worker_replies(settings.GLMWEB_WORKER_ID)
+            _recovered = True
 
 
 # --- Running a turn (event loop side) ------------------------------------------
@@ -1014,7 +1019,7 @@ def estimate_usage(request: upstream.ChatRequest, content: str, reasoning: str) 
     return upstream.Usage(prompt, completion, prompt + completion)
 
 
-@database_sync_to_async
+@database_call
 def save_checkpoints(texts: list[tuple[uuid.UUID, str, str]]) -> None:
     # One statement run for every reply (on PostgreSQL one round trip, pipelined),
     # not an ORM update per reply: a checkpoint can hold hundreds.
@@ -1033,7 +1038,7 @@ def save_checkpoints(texts: list[tuple[uuid.UUID, str, str]]) -> None:
         cursor.executemany(sql, rows)
 
 
-@database_sync_to_async
+@database_call
 def save_reply(
     reply_id: uuid.UUID, outcome: ReplyOutcome, prior_usage: upstream.Usage | None = None
 ) -> None:

@@ -20,7 +20,6 @@ from importlib import import_module
 from typing import Any
 
 from channels.auth import get_user
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.sessions.backends.base import SessionBase
@@ -30,6 +29,8 @@ from django.db.backends.utils import CursorWrapper
 from django.http.cookie import parse_cookie
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
+
+from chat.db import database_call
 
 Login = tuple[str, int]  # session key, user id
 
@@ -137,7 +138,7 @@ def _forget_checks_before(moment: float) -> None:
         del _found_good[login]
 
 
-@database_sync_to_async
+@database_call
 def logins_valid(logins: list[tuple[SessionBase, int]]) -> list[bool]:
     """Re-read each session and its user: still there, unexpired, same password, active.
 

@@ -16,12 +16,12 @@ import re
 import uuid
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 
 from chat import generation, upstream, usage
+from chat.db import database_call
 from chat.models import Conversation, Message
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,12 @@ async def wait_for_titles() -> None:
 
 async def generate_title(conversation_id: uuid.UUID, reply_id: uuid.UUID) -> None:
     try:
-        request = await database_sync_to_async(title_request)(conversation_id, reply_id)
+        request = await database_call(title_request)(conversation_id, reply_id)
         if request is None:
             return
         text, used = await _ask(request)
         title = clean_title(text)
-        saved = await database_sync_to_async(save_title)(conversation_id, title, used)
+        saved = await database_call(save_title)(conversation_id, title, used)
         if saved is not None:
             await announce(conversation_id, saved)
     except (upstream.UpstreamError, TimeoutError) as error:

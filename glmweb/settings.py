@@ -138,6 +138,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# On PostgreSQL a worker's database calls share this many threads, each with
+# its own connection (chat.db); on SQLite they take turns on one.
+GLMWEB_DATABASE_THREADS = env_int("GLMWEB_DATABASE_THREADS", 2)
+
 # --- Channel layer ------------------------------------------------------------
 
 # A turn's events reach the sockets of its own process directly (chat.relay);

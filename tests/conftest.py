@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -21,7 +22,7 @@ from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from chat import generation
+from chat import db, generation
 from chat.fake_upstream import FakeUpstream, Scenario
 
 PASSWORD = "a long enough test password 1"
@@ -52,12 +53,14 @@ def close_connections_of_the_database_thread(
     django_db_setup: None, django_db_blocker: Any
 ) -> Iterator[None]:
     # database_sync_to_async, awaited in a test's own event loop, runs on
-    # asgiref's one executor thread and keeps a connection there; close it
-    # before the test database is dropped. (Under async_to_sync it would run
-    # on this thread and close the wrong connection.)
+    # asgiref's one executor thread and keeps a connection there, as does each
+    # of chat.db's threads on PostgreSQL; close them before the test database
+    # is dropped. (Under async_to_sync it would run on this thread and close
+    # the wrong connection.)
     yield
     with django_db_blocker.unblock():
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+        db.close_connections()
 
 
 def make_user(username: str, **fields: Any) -> Any:
@@ -175,19 +178,23 @@ def text_of(events: list[dict[str, Any]], field: str = "content") -> str:
 
 
 class QueryCounter:
-    """Counts the queries of code that reaches the database through
-    database_sync_to_async: all of it runs on one thread, so capture there."""
+    """Counts the queries of code that reaches the database through chat.db's
+    threads: each thread captures its own, and the counts add up."""
 
     count = 0
+    captures = threading.local()
 
     async def __aenter__(self) -> QueryCounter:
-        self.context = CaptureQueriesContext(connection)
-        await database_sync_to_async(self.context.__enter__)()
+        await db.on_every_thread(self._start)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.count = await database_sync_to_async(self._finish)()
+        self.count = sum(await db.on_every_thread(self._finish))
+
+    def _start(self) -> None:
+        self.captures.context = CaptureQueriesContext(connection)
+        self.captures.context.__enter__()
 
     def _finish(self) -> int:
-        self.context.__exit__(None, None, None)
-        return len(self.context.captured_queries)
+        self.captures.context.__exit__(None, None, None)
+        return len(self.captures.context.captured_queries)

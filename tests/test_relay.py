@@ -412,7 +412,9 @@ def test_a_checkpoint_saves_only_replies_still_streaming(alice: Any) -> None:
     )
     before = Message.objects.get(id=streaming.id).updated_at
 
-    save_checkpoints.func([(m.id, "so far, and more", "thinking") for m in (streaming, finished)])
+    save_checkpoints.__wrapped__(
+        [(m.id, "so far, and more", "thinking") for m in (streaming, finished)]
+    )
 
     streaming.refresh_from_db()
     finished.refresh_from_db()
