@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from chat import demo, limits, relay, titles, upstream, usage
 from chat.db import database_call
-from chat.models import Conversation, Message
+from chat.models import Conversation, Message, insert_new
 from chat.params import (
     ConversationSettings,
     InvalidParams,
@@ -152,12 +152,12 @@ def begin_send(
             reply = _new_reply(conversation, parent=user_message)
             conversation.current_leaf_id = reply.id
             if conversation_id is None:
-                conversation.save(force_insert=True)
+                insert_new([conversation])
             else:
                 settings_fields = ["model", "system_prompt", "params"]
                 conversation.save(update_fields=[*settings_fields, "current_leaf", "updated_at"])
             # One INSERT for both; the conversation's current_leaf is checked at COMMIT.
-            Message.objects.bulk_create([user_message, reply])
+            insert_new([user_message, reply])
     except IntegrityError:
         # Two copies of one frame raced past the lookup: the unique client id
         # let exactly one through, so answer with that one.
