@@ -32,12 +32,47 @@ def main() -> None:
     from daphne.cli import CommandLineInterface
     from twisted.internet import reactor
 
+    install_write_through()
     reactor.addSystemEventTrigger("before", "shutdown", save_running_turns)
     # When the reactor starts Django and the application are loaded. They live
     # as long as the worker: a full collection scanning them stalled every
     # stream for ~0.1 s.
     reactor.callWhenRunning(gc.freeze)
     CommandLineInterface.entrypoint()
+
+
+def install_write_through() -> None:
+    """Send what is written to a TCP connection at once when nothing waits before it.
+
+    Twisted keeps every write until the socket is next reported writable:
+    each frame of a stream registered the socket with the event loop, waited
+    a turn of the loop, sent, and unregistered it. When nothing is buffered
+    the bytes can go straight to the socket, as asyncio's transports do; what
+    the socket doesn't take, and every write while something is buffered,
+    goes the old way, in order. TLS in the worker keeps Twisted's path.
+    """
+    from twisted.internet import tcp
+
+    buffered_write = tcp.Connection.write
+
+    def write(self: tcp.Connection, data: bytes) -> None:
+        if (
+            type(data) is bytes
+            and self.connected
+            and not (self.disconnecting or self._writeDisconnected or self.TLS)
+            and not self._tempDataLen
+            and self.offset == len(self.dataBuffer)
+        ):
+            try:
+                sent = self.socket.send(data)
+            except OSError:  # would block; a lost connection is found by the old way
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        buffered_write(self, data)
+
+    tcp.Connection.write = write
 
 
 def save_running_turns() -> Deferred[None]:
