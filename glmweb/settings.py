@@ -328,8 +328,15 @@ GLMWEB_SESSION_RECHECK_SECONDS = env_float("GLMWEB_SESSION_RECHECK_SECONDS", 2.0
 # The event loop and the database thread take turns on the GIL. Python lets a
 # busy thread keep it 5 ms before handing over, and the database thread asks
 # again after every query: under load a turn's start and save crawl. 1 ms keeps
-# them moving (bench: 500 streams on PostgreSQL, 92 % -> 100 % delivered).
-GLMWEB_GIL_SWITCH_SECONDS = env_float("GLMWEB_GIL_SWITCH_SECONDS", 0.001)
+# them moving (bench: 500 streams on PostgreSQL, 92 % -> 100 % delivered). SQLite's
+# one thread asks after each of a start's dozen library calls, so 50 us there:
+# 200 starts at once, last first token +365 -> +264 ms, CPU per token no higher.
+# PostgreSQL's two threads ask less often and work longer; at 50-200 us they
+# held up the loop (per-token p99 up to 155 ms against 57), so 1 ms stays.
+GLMWEB_GIL_SWITCH_SECONDS = env_float(
+    "GLMWEB_GIL_SWITCH_SECONDS",
+    0.00005 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 0.001,
+)
 sys.setswitchinterval(GLMWEB_GIL_SWITCH_SECONDS)
 # Names this worker process in the database so that, restarted under the same
 # name, it marks the replies it was streaming as interrupted at once. Give each
