@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -128,7 +128,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         client_id = checked_client_id(frame)
         content = checked_content(frame)
         await self.start_turn(
-            generation.begin_send,
+            generation.start_send,
             conversation,
             content,
             client_id,
@@ -142,7 +142,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = required_id(frame.get("conversation"))
         reply = optional_id(frame.get("reply"), "reply")
         await self.start_turn(
-            generation.begin_regenerate, conversation, reply, conversation=conversation
+            database_call(generation.begin_regenerate),
+            conversation,
+            reply,
+            conversation=conversation,
         )
 
     async def frame_edit(self, frame: dict[str, Any]) -> None:
@@ -151,7 +154,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         client_id = checked_client_id(frame)
         content = checked_content(frame)
         await self.start_turn(
-            generation.begin_edit,
+            database_call(generation.begin_edit),
             conversation,
             message,
             content,
@@ -164,19 +167,22 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = required_id(frame.get("conversation"))
         reply = required_id(frame.get("reply"), "reply")
         await self.start_turn(
-            generation.begin_continue, conversation, reply, conversation=conversation
+            database_call(generation.begin_continue),
+            conversation,
+            reply,
+            conversation=conversation,
         )
 
     async def start_turn(
         self,
-        begin: Callable[..., generation.Turn],
+        begin: Callable[..., Awaitable[generation.Turn]],
         *args: Any,
         conversation: str | None,
         client_id: str | None = None,
     ) -> None:
         """Run one of generation's begin_* functions for this user, then start the turn."""
         try:
-            turn = await database_call(begin)(self.user_id, *args)
+            turn = await begin(self.user_id, *args)
         except TurnRefused as refused:
             extra = {"client_id": client_id} if client_id is not None else {}
             if refused.fields:

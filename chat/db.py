@@ -10,14 +10,18 @@ GLMWEB_DATABASE_THREADS threads, each with its own connection: two took that
 second to 0.89 s; three were slower still than one, the threads and the event
 loop taking turns on the GIL. Calls for one person still take their row locks
 in order (chat.limits), as they do across workers.
+
+``batched`` goes further for calls that arrive in bursts (chats starting): the
+calls that queue while the threads are busy run as one, in one transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
@@ -38,6 +42,48 @@ def database_call(func: Callable[P, R]) -> Callable[P, Awaitable[R]]:
         return await threads.run(func, *args, **kwargs)
 
     return call
+
+
+def batched(many: Callable[[list[tuple[Any, ...]]], list[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A coroutine function whose calls queued while the threads are busy run as one.
+
+    ``many`` gets the queued calls' arguments and returns each one's result or
+    the exception to raise for it, in order. A call finding a thread free runs
+    at once, alone.
+    """
+    return _Batches(database_call(many)).call
+
+
+class _Batches:
+    def __init__(self, many: Callable[[list[tuple[Any, ...]]], Awaitable[list[Any]]]) -> None:
+        self.many = many
+        self.queued: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self.runners: set[asyncio.Task[None]] = set()
+
+    async def call(self, *args: Any) -> Any:
+        future = asyncio.get_running_loop().create_future()
+        self.queued.append((args, future))
+        threads = _threads()
+        if len(self.runners) < (1 if threads is None else len(threads.executors)):
+            runner = asyncio.ensure_future(self.run())
+            self.runners.add(runner)
+            runner.add_done_callback(self.runners.discard)
+        return await future
+
+    async def run(self) -> None:
+        while self.queued:
+            batch, self.queued = self.queued, []
+            try:
+                outcomes = await self.many([args for args, _ in batch])
+            except Exception as error:  # the connection, say: every call of the batch fails
+                outcomes = [error] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
 
 
 class _Threads:

@@ -12,7 +12,7 @@ import threading
 import pytest
 from django.db import connection
 
-from chat.db import database_call
+from chat.db import batched, database_call
 
 on_postgresql = os.environ.get("DATABASE_URL", "").startswith("postgres")
 
@@ -62,3 +62,27 @@ async def test_on_sqlite_calls_take_turns_on_one_thread() -> None:
 
     assert len(set(idents)) == 1
     assert idents[0] != threading.get_ident()  # never the event loop's
+
+
+async def test_calls_queued_while_a_batch_runs_run_as_the_next_batch() -> None:
+    batches: list[list[int]] = []
+    running, release = threading.Event(), threading.Event()
+
+    def times_ten(calls: list[tuple[int]]) -> list[int | Exception]:
+        batches.append([number for (number,) in calls])
+        running.set()
+        release.wait(timeout=5)
+        return [ValueError(number) if number < 0 else number * 10 for (number,) in calls]
+
+    call = batched(times_ten)
+    first = asyncio.ensure_future(call(1))
+    assert await asyncio.to_thread(running.wait, 5)
+    rest = [asyncio.ensure_future(call(number)) for number in (2, -3, 4)]
+    await asyncio.sleep(0.05)
+    release.set()
+
+    assert await first == 10
+    outcomes = await asyncio.gather(*rest, return_exceptions=True)
+    assert outcomes[0] == 20 and outcomes[2] == 40
+    assert isinstance(outcomes[1], ValueError)  # only its own call fails
+    assert batches == [[1], [2, -3, 4]]

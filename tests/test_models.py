@@ -24,13 +24,12 @@ def test_inserted_rows_read_back_as_the_orm_saves_them(alice: Any) -> None:
     by_insert = Conversation(
         owner=alice, title="Plans", model="glm-5", params={"temperature": 0.3, "stop": ["\n"]}
     )
-    insert_new([by_insert])
     question, answer = (
         Message(conversation=by_insert, role="user", content="Hi ünïcode", client_id="c1"),
         Message(conversation=by_insert, role="assistant", status="streaming", worker="w1"),
     )
     answer.parent = question
-    insert_new([question, answer])
+    insert_new([by_insert], [question, answer])  # on PostgreSQL, one round trip
 
     assert not by_insert._state.adding
     conversation = saved(by_insert)
