@@ -171,7 +171,12 @@ def _lock_order(send: tuple[Any, ...]) -> tuple[int, str]:
 
 
 def _send_in_transaction(*send: Any) -> Turn:
-    """begin_send's work (its arguments), in the caller's transaction; a refusal writes nothing."""
+    """begin_send's work (its arguments), in the caller's transaction.
+
+    A refusal comes before the send's own rows are written. What a check tidied
+    on the way (stale replies marked interrupted, a limits row created) stays
+    when a batch commits; alone, begin_send rolls it back with the refusal.
+    """
     user_id, conversation_id, content, client_id, params, chosen = (*send, None)[:6]
     try:
         cleaned = clean_params(params)
