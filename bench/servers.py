@@ -254,6 +254,8 @@ def glmweb(kind: str, upstream_url: str, max_sockets_per_user: int) -> Iterator[
             "GLMWEB_GENERATED_TITLES": "false",
             # Many sockets from a few benchmark accounts (the default is 20 per user).
             "GLMWEB_MAX_SOCKETS_PER_USER": str(max_sockets_per_user),
+            # And many replies at once from each (the default is 3 per user).
+            "GLMWEB_LIMIT_CONCURRENT_GENERATIONS": "0",
         }
         env.pop("REDIS_URL", None)
         if kind == "postgres":

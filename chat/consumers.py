@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,19 +18,21 @@ from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from chat import generation, logins, relay
+from chat import generation, liveness, logins, relay, socket_counts
 from chat.db import database_call
 from chat.generation import TurnRefused
+from chat.text import UNSTORABLE_MESSAGE, is_storable
 from chat.transcript import owns_conversation, reply_state
 
 log = logging.getLogger(__name__)
 
 CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_TOO_MANY_SOCKETS = 4429
+CLOSE_TOO_LARGE = 1009  # RFC 6455's "message too big", as daphne's own limit closes
 SNAPSHOT_WAIT_SECONDS = 3.0
-
-# Open sockets per user in this process.
-open_sockets: Counter[int] = Counter()
+# A frame needs four levels (frame, settings, params, stop) and a few dozen values.
+MAX_FRAME_DEPTH = 4
+MAX_FRAME_VALUES = 200
 
 
 class FrameError(Exception):
@@ -49,14 +51,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             log.info("socket refused: not logged in")
             await self.close(code=CLOSE_NOT_AUTHENTICATED)
             return
-        if open_sockets[user.id] >= settings.GLMWEB_MAX_SOCKETS_PER_USER:
+        if not await socket_counts.take_place(user.id, self.channel_name):
             log.warning("too many sockets", extra={"user": user.id})
             await self.accept()
             await self.send_error("too_many_sockets", "You have too many chat tabs open.")
             await self.close(code=CLOSE_TOO_MANY_SOCKETS)
             return
         self.user_id = user.id
-        open_sockets[user.id] += 1
         self.joined: set[str] = set()
         self.seen_seq: dict[str, int] = {}
         self.awaiting_snapshot: dict[str, asyncio.Task[None]] = {}
@@ -72,7 +73,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.user_id is None:
             return
-        open_sockets[self.user_id] -= 1
+        await socket_counts.give_place(self.user_id, self.channel_name)
         for conversation in list(self.joined):
             await self.leave_group(conversation)
         if self.writer is not None:
@@ -92,6 +93,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- Frames in -------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if too_large(text_data, bytes_data):
+            # As glmweb.serve's daphne closes for a frame over the same limit;
+            # this is for a server that lets a bigger one through.
+            log.info("frame too large", extra={"user": self.user_id})
+            limit = settings.GLMWEB_MAX_FRAME_BYTES
+            await self.close(code=CLOSE_TOO_LARGE, reason=f"frame over the limit of {limit} bytes")
+            return
         try:
             frame = self.parse_frame(text_data, bytes_data)
             if not await logins.still_valid(self.scope.get("session"), self.user_id):
@@ -109,18 +117,25 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except FrameError as error:
             log.info("frame refused", extra={"user": self.user_id, "code": error.code})
             await self.send_error(error.code, error.message)
+        except Exception:
+            # A bug: the person hears of it and the socket stays up.
+            log.exception("frame failed", extra={"user": self.user_id})
+            await self.send_error(
+                "server_error", "Something went wrong on our side. It has been logged."
+            )
 
     def parse_frame(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if text_data is None:
             raise FrameError("bad_frame", "Frames must be JSON text, not binary.")
-        if len(text_data) > settings.GLMWEB_MAX_FRAME_BYTES:
-            raise FrameError("too_large", "That message is too large to send.")
         try:
-            frame = json.loads(text_data)
+            frame = json.loads(text_data, parse_constant=refuse_constant)
+        except RecursionError:
+            raise FrameError("bad_frame", "Frames can't be nested that deeply.") from None
         except ValueError:
             raise FrameError("bad_frame", "Frames must be JSON.") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             raise FrameError("bad_frame", "A frame must be a JSON object with a type.")
+        check_values(frame)
         return frame
 
     async def frame_send(self, frame: dict[str, Any]) -> None:
@@ -252,6 +267,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def chat_event(self, message: dict[str, Any]) -> None:
         """A turn's event through the channel layer: from a turn on another worker."""
         if message.get("origin") != relay.PROCESS:  # this process's came directly
+            liveness.heard(message["event"]["conversation"])
             self.deliver(message["event"], None)
 
     async def chat_title(self, message: dict[str, Any]) -> None:
@@ -316,10 +332,35 @@ class ChatConsumer(AsyncWebsocketConsumer):
             self.snapshot_from_database_later(conversation)
         )
         self.following.add(conversation)
+        liveness.follow(conversation, self)  # in case its worker dies
         await self.channel_layer.group_send(
             generation.control_group(conversation),
             generation.snapshot_request(conversation, self.channel_name),
         )
+
+    def turn_interrupted(self, state: dict[str, Any]) -> None:
+        """The worker streaming a turn this socket follows died (chat.liveness).
+
+        The turn ends with the text of its last checkpoint, as a reload shows
+        it: a snapshot of that text, then the turn's ``interrupted`` error.
+        """
+        conversation, reply = state["conversation"], state["reply"]
+        seq = self.seen_seq.get(reply, 0)
+        text = {"content": state["content"], "reasoning": state["reasoning"]}
+        snapshot = {"type": "snapshot", "conversation": conversation, "seq": seq}
+        fields = ("reply", "content", "reasoning", "status", "model", "parent")
+        self.deliver({**snapshot, **{field: state[field] for field in fields}}, None)
+        error = {
+            "type": "error",
+            "conversation": conversation,
+            "reply": reply,
+            "seq": seq + 1,
+            "code": "interrupted",
+            "message": state["error_message"],
+            "status": "interrupted",
+            "retryable": True,
+        }
+        self.deliver({**error, **text}, None)
 
     async def snapshot_from_database_later(self, conversation: str) -> None:
         # No live turn answered (its worker died): show what was saved.
@@ -383,14 +424,53 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send_event({"type": "error", "code": code, "message": message, **fields})
 
 
+def too_large(text_data: str | None, bytes_data: bytes | None) -> bool:
+    """Over GLMWEB_MAX_FRAME_BYTES in UTF-8, as daphne counts a frame."""
+    limit = settings.GLMWEB_MAX_FRAME_BYTES
+    if bytes_data is not None:
+        return len(bytes_data) > limit
+    if text_data is None or len(text_data) * 4 <= limit:
+        return False
+    return len(text_data) > limit or len(text_data.encode("utf-8", "surrogatepass")) > limit
+
+
+def refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")
+
+
+def check_values(frame: dict[str, Any]) -> None:
+    """Refuse nesting and sizes no frame needs, and text the databases can't store alike."""
+    pending: list[tuple[object, int]] = [(frame, 1)]
+    seen = 0
+    while pending:
+        value, depth = pending.pop()
+        seen += 1
+        if seen > MAX_FRAME_VALUES:
+            raise FrameError("bad_frame", "A frame can't hold that many values.")
+        if isinstance(value, str):
+            if not is_storable(value):
+                raise FrameError("bad_frame", UNSTORABLE_MESSAGE)
+        elif isinstance(value, dict | list):
+            if depth > MAX_FRAME_DEPTH:
+                raise FrameError("bad_frame", "Frames can't be nested that deeply.")
+            items = value.values() if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+            if isinstance(value, dict):
+                pending.extend((key, depth + 1) for key in value)
+
+
 def optional_id(value: object, name: str = "conversation") -> str | None:
     return None if value is None else required_id(value, name)
 
 
 def required_id(value: object, name: str = "conversation") -> str:
-    if not isinstance(value, str) or not 1 <= len(value) <= 64:
-        raise FrameError("bad_frame", f"{name} must be a {name} id.")
-    return value
+    """An id field, parsed as a UUID here and only here: its canonical text, or bad_frame."""
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise FrameError("bad_frame", f"{name} must be a {name} id.")
 
 
 def checked_client_id(frame: dict[str, Any]) -> str:

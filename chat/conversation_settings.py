@@ -28,6 +28,7 @@ from chat.params import (
     default_settings,
     models,
 )
+from chat.text import one_line
 
 PRESET_NAME_CHARS = 80
 
@@ -112,7 +113,7 @@ def _get_conversation_for_user(request: HttpRequest, conversation_id: uuid.UUID)
 def _json_body(request: HttpRequest) -> dict[str, Any]:
     try:
         data = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadRequest({"settings": "Send the settings as JSON."}) from None
     if not isinstance(data, dict):
         raise BadRequest({"settings": "Send the settings as a JSON object."})
@@ -120,7 +121,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
 
 
 def _preset_name(value: object) -> str:
-    name = value.strip() if isinstance(value, str) else ""
+    name = one_line(value) if isinstance(value, str) else ""
     if not name:
         raise BadRequest({"name": "Give the preset a name."})
     if len(name) > PRESET_NAME_CHARS:

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from chat.models import Conversation, Message
+from chat.text import one_line
 
 SEARCH_RESULTS = 50
 SEARCH_MAX_CHARS = 200
@@ -173,7 +174,7 @@ def snippet(text: str, query: str) -> str:
 
 
 def rename(conversation: Conversation, title: str) -> Conversation:
-    title = " ".join(title.split())
+    title = one_line(title)
     if not title:
         raise InvalidTitle("A title can't be empty.")
     if len(title) > TITLE_MAX_CHARS:

@@ -10,7 +10,8 @@ Control over HTTP, for a fake running in another process (also under /v1/_fake/)
   GET  /_fake/requests  JSON list of request bodies received
   POST /_fake/reset     clear requests and queue, default scenario
 A request whose last message starts with `[[fake {json}]]` applies those
-Scenario fields to itself.
+Scenario fields to itself. `{api_key}` in `error_body` or `error_message` is
+replaced by the key the request carried: a provider echoing it back.
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ class Scenario:
     keepalive_every: float | None = None
     malformed_after: int | None = None
     error_after: int | None = None
+    error_message: str = "The model backend failed."  # of the error_after event
     no_done: bool = False
     think_tags: bool = False
     text: str | None = None
@@ -158,11 +160,13 @@ class _Stream:
         writer: asyncio.StreamWriter,
         scenario: Scenario,
         body: dict[str, Any],
+        key: str = "",
     ) -> None:
         self.reader = reader
         self.writer = writer
         self.scenario = scenario
         self.body = body
+        self.key = key
         self.sent_completion = 0
         head = {
             "id": f"chatcmpl-fake{time.monotonic_ns():x}",
@@ -224,6 +228,9 @@ class _Stream:
         for index, token in enumerate(content_tokens(s)):
             if not await self.before_content(index):
                 return False
+            if self.out_of_tokens():
+                await self.finish("length")
+                return True
             await self.delta("content", token)
             if s.delay:
                 await self.wait(s.delay)
@@ -240,6 +247,8 @@ class _Stream:
         if s.think_tags:
             tokens = ["<think>", *tokens, "</think>"]
         for token in tokens:
+            if self.out_of_tokens() and not s.think_tags:
+                return
             await self.delta("content" if s.think_tags else "reasoning_content", token)
             if s.delay:
                 await self.wait(s.delay)
@@ -260,13 +269,19 @@ class _Stream:
             await self.send(b"")
             return False
         if s.error_after == index:
-            error = {"error": {"message": "The model backend failed.", "code": "500"}}
+            message = _echo_key(s.error_message, self.key)
+            error = {"error": {"message": message, "code": "500"}}
             await self.send(b"data: " + json.dumps(error).encode() + b"\n\n")
             await self.send(b"")
             return False
         return True
 
-    async def finish(self) -> None:
+    def out_of_tokens(self) -> bool:
+        """The request's max_tokens are spent: a real upstream ends at the length limit."""
+        limit = self.body.get("max_tokens")
+        return isinstance(limit, int) and self.sent_completion >= limit
+
+    async def finish(self, reason: str | None = None) -> None:
         s = self.scenario
         usage = self.usage()
         final: dict[str, Any] = {
@@ -274,7 +289,7 @@ class _Stream:
             "choices": [
                 {
                     "index": 0,
-                    "finish_reason": s.finish_reason,
+                    "finish_reason": reason or s.finish_reason,
                     "delta": {"role": "assistant", "content": ""},
                 }
             ],
@@ -459,7 +474,7 @@ class FakeUpstream:
         except (ValueError, TypeError) as exc:
             await self._respond(writer, 400, {"error": {"message": str(exc)}})
             return True
-        return await self._reply(reader, writer, scenario, body)
+        return await self._reply(reader, writer, scenario, body, _bearer(headers))
 
     def _scenario_for(self, body: dict[str, Any]) -> Scenario:
         scenario = self._queue.popleft() if self._queue else self.scenario
@@ -478,16 +493,17 @@ class FakeUpstream:
         writer: asyncio.StreamWriter,
         scenario: Scenario,
         body: dict[str, Any],
+        key: str,
     ) -> bool:
         if scenario.status is not None:
-            await self._respond_error(writer, scenario)
+            await self._respond_error(writer, scenario, key)
             return True
         if not body.get("stream"):
             if scenario.first_delay:
                 await asyncio.sleep(scenario.first_delay)
             await self._respond(writer, 200, _completion(scenario, body))
             return True
-        stream = _Stream(reader, writer, scenario, body)
+        stream = _Stream(reader, writer, scenario, body, key)
         self.active_streams += 1
         try:
             return await stream.run()
@@ -497,14 +513,18 @@ class FakeUpstream:
         finally:
             self.active_streams -= 1
 
-    async def _respond_error(self, writer: asyncio.StreamWriter, scenario: Scenario) -> None:
+    async def _respond_error(
+        self, writer: asyncio.StreamWriter, scenario: Scenario, key: str
+    ) -> None:
         status = scenario.status or 500
         extra = {"Retry-After": scenario.retry_after} if scenario.retry_after else {}
         if scenario.error_body is not None:
             kind = (
                 "application/json" if scenario.error_body.startswith(("{", "[")) else "text/plain"
             )
-            await self._send(writer, status, scenario.error_body.encode(), kind, extra)
+            await self._send(
+                writer, status, _echo_key(scenario.error_body, key).encode(), kind, extra
+            )
         else:
             await self._respond(writer, status, _error_payload(status), extra)
 
@@ -565,8 +585,16 @@ class FakeUpstream:
 
 
 def _has_bearer(headers: dict[str, str]) -> bool:
+    return bool(_bearer(headers))
+
+
+def _bearer(headers: dict[str, str]) -> str:
     scheme, _, token = headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and bool(token.strip())
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _echo_key(text: str, key: str) -> str:
+    return text.replace("{api_key}", key)
 
 
 def _error_payload(status: int) -> dict[str, Any]:

@@ -16,6 +16,8 @@ write per token, never a synchronous query inside the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import threading
 import time
@@ -32,9 +34,9 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from chat import demo, limits, relay, titles, upstream, usage
+from chat import demo, heartbeat, limits, relay, titles, upstream, usage
 from chat.db import batched, database_call
-from chat.models import Conversation, Message, insert_new
+from chat.models import Conversation, Message, clean_title, insert_new
 from chat.params import (
     ConversationSettings,
     InvalidParams,
@@ -186,8 +188,14 @@ def _send_in_transaction(*send: Any) -> Turn:
     existing = _turn_for_client_id(user_id, client_id)
     if existing is not None:
         return existing
-    if (refusal := limits.refusal_for(user_id)) is not None:
-        raise TurnRefused("limit_reached", refusal)
+    try:
+        window = _check_limits(user_id)
+    except TurnRefused:
+        # A copy of this frame may have started while this one waited for the
+        # limits row: its turn, now counted, is the answer.
+        if (existing := _turn_for_client_id(user_id, client_id)) is not None:
+            return existing
+        raise
     if conversation_id is None:
         conversation, history = _new_conversation(user_id, content), []
     else:
@@ -204,9 +212,11 @@ def _send_in_transaction(*send: Any) -> Turn:
         role=Message.Role.USER,
         content=content,
         client_id=client_id,
+        sender_id=user_id if client_id else None,
         parent_id=history[-1].id if history else None,
     )
-    reply = _new_reply(conversation, parent=user_message)
+    plan = _plan_reply(conversation, [*history, user_message], window)
+    reply = _new_reply(conversation, user_message, plan)
     conversation.current_leaf_id = reply.id
     # The conversation's current_leaf is checked at COMMIT.
     if conversation_id is None:
@@ -215,7 +225,7 @@ def _send_in_transaction(*send: Any) -> Turn:
         settings_fields = ["model", "system_prompt", "params"]
         conversation.save(update_fields=[*settings_fields, "current_leaf", "updated_at"])
         insert_new([user_message, reply])
-    return _make_turn(conversation, [*history, user_message], reply, user_message)
+    return _make_turn(conversation, reply, user_message, plan)
 
 
 # Sends that arrive while the database threads are busy start together.
@@ -228,7 +238,7 @@ def begin_regenerate(user_id: int, conversation_id: str, reply_id: str | None = 
     The earlier reply stays as a sibling branch; the new one is shown.
     """
     with transaction.atomic():
-        conversation = _lock_for_turn(user_id, conversation_id)
+        conversation, window = _lock_for_turn(user_id, conversation_id)
         history = _current_branch(conversation)
         if reply_id is not None:
             reply = _message_in(conversation, reply_id, Message.Role.ASSISTANT)
@@ -243,9 +253,10 @@ def begin_regenerate(user_id: int, conversation_id: str, reply_id: str | None = 
             "The message to answer",
             "Edit it shorter, or lower max tokens in the settings.",
         )
-        reply = _create_reply(conversation, parent=history[-1])
+        plan = _plan_reply(conversation, history, window)
+        reply = _create_reply(conversation, history[-1], plan)
         _show(conversation, reply)
-    return _make_turn(conversation, history, reply, None)
+    return _make_turn(conversation, reply, None, plan)
 
 
 def begin_edit(
@@ -260,23 +271,28 @@ def begin_edit(
         return existing
     try:
         with transaction.atomic():
-            conversation = _lock_for_turn(user_id, conversation_id)
+            conversation, window = _lock_for_turn(user_id, conversation_id)
             edited = _message_in(conversation, message_id, Message.Role.USER)
             messages = list(conversation.messages.order_by("created_at"))
             parent = next((m for m in messages if m.id == edited.parent_id), None)
             history = branch_ending_at(parent, messages) if parent else []
             _refuse_if_message_over_context(conversation, history, content)
             user_message = conversation.messages.create(
-                role=Message.Role.USER, content=content, client_id=client_id, parent=parent
+                role=Message.Role.USER,
+                content=content,
+                client_id=client_id,
+                sender_id=user_id if client_id else None,
+                parent=parent,
             )
-            reply = _create_reply(conversation, parent=user_message)
+            plan = _plan_reply(conversation, [*history, user_message], window)
+            reply = _create_reply(conversation, user_message, plan)
             _show(conversation, reply)
     except IntegrityError:
         existing = _turn_for_client_id(user_id, client_id)
         if existing is None:
             raise
         return existing
-    return _make_turn(conversation, [*history, user_message], reply, user_message)
+    return _make_turn(conversation, reply, user_message, plan)
 
 
 def begin_continue(user_id: int, conversation_id: str, reply_id: str) -> Turn:
@@ -286,7 +302,7 @@ def begin_continue(user_id: int, conversation_id: str, reply_id: str) -> Turn:
     text is appended to it (see ``Turn.prefix_content``).
     """
     with transaction.atomic():
-        conversation = _lock_for_turn(user_id, conversation_id)
+        conversation, window = _lock_for_turn(user_id, conversation_id)
         reply = _message_in(conversation, reply_id, Message.Role.ASSISTANT)
         if reply.finish_reason != "length" or reply.children.exists():
             raise TurnRefused(
@@ -302,12 +318,23 @@ def begin_continue(user_id: int, conversation_id: str, reply_id: str) -> Turn:
         prior = upstream.Usage(
             reply.prompt_tokens or 0, reply.completion_tokens or 0, reply.total_tokens or 0
         )
+        plan = _plan_reply(conversation, history, window)
         reply.status = Message.Status.STREAMING
         reply.finish_reason = ""
         reply.worker = settings.GLMWEB_WORKER_ID
-        reply.save(update_fields=["status", "finish_reason", "worker", "updated_at"])
+        reply.context_left_out, reply.reserved_tokens = plan.context.left_out, plan.reserved_tokens
+        reply.save(
+            update_fields=[
+                "status",
+                "finish_reason",
+                "worker",
+                "context_left_out",
+                "reserved_tokens",
+                "updated_at",
+            ]
+        )
         _show(conversation, reply)
-    turn = _make_turn(conversation, history, reply, None)
+    turn = _make_turn(conversation, reply, None, plan)
     turn.prefix_content = reply.content
     turn.prefix_reasoning = reply.reasoning
     turn.prior_usage = prior
@@ -326,12 +353,20 @@ def switch_branch(user_id: int, conversation_id: str, leaf_id: str) -> str:
         return str(leaf.id)
 
 
-def _lock_for_turn(user_id: int, conversation_id: str) -> Conversation:
-    if (refusal := limits.refusal_for(user_id)) is not None:
-        raise TurnRefused("limit_reached", refusal)
+def _lock_for_turn(
+    user_id: int, conversation_id: str
+) -> tuple[Conversation, limits.TokenWindow | None]:
+    window = _check_limits(user_id)
     conversation = _lock_conversation(user_id, conversation_id)
     _refuse_if_generating(conversation)
-    return conversation
+    return conversation, window
+
+
+def _check_limits(user_id: int) -> limits.TokenWindow | None:
+    try:
+        return limits.check_turn(user_id)
+    except limits.LimitReached as refusal:
+        raise TurnRefused("limit_reached", str(refusal)) from None
 
 
 def _message_in(conversation: Conversation, message_id: str, role: str | None) -> Message:
@@ -360,7 +395,7 @@ def _show(conversation: Conversation, leaf: Message) -> None:
 def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
     if not _client_id_used(user_id, client_id):  # almost every frame
         return None
-    sent = Message.objects.filter(client_id=client_id, conversation__owner_id=user_id)
+    sent = Message.objects.filter(sender_id=user_id, client_id=client_id)
     user_message = sent.select_related("conversation").first()
     if user_message is None:
         return None
@@ -368,7 +403,8 @@ def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
     if reply is None:
         return None
     conversation = user_message.conversation
-    turn = _make_turn(conversation, [user_message], reply, user_message, record=False)
+    plan = _plan_reply(conversation, [user_message], None)
+    turn = _make_turn(conversation, reply, user_message, plan)
     turn.is_new = False
     turn.context_left_out = reply.context_left_out
     return turn
@@ -376,15 +412,11 @@ def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
 
 def _client_id_used(user_id: int, client_id: str) -> bool:
     # Raw SQL: it runs before every send, and the ORM spends ten times the
-    # query's own cost building it.
-    message, conversation = Message._meta, Conversation._meta
-    sql = f"""
-        SELECT 1 FROM {message.db_table} m
-        JOIN {conversation.db_table} c ON c.id = m.conversation_id
-        WHERE m.client_id = %s AND c.owner_id = %s LIMIT 1
-    """
+    # query's own cost building it. The unique (sender, client_id) index answers it.
+    message = Message._meta
+    sql = f"SELECT 1 FROM {message.db_table} WHERE sender_id = %s AND client_id = %s LIMIT 1"
     with connection.cursor() as cursor:
-        cursor.execute(sql, [client_id, user_id])
+        cursor.execute(sql, [user_id, client_id])
         return cursor.fetchone() is not None
 
 
@@ -425,27 +457,27 @@ def _lock_conversation(user_id: int, conversation_id: str) -> Conversation:
 
 
 def _refuse_if_generating(conversation: Conversation) -> None:
-    streaming = dict(
+    streaming = list(
         conversation.messages.filter(status=Message.Status.STREAMING).values_list(
-            "id", "updated_at"
+            "id", "worker", "updated_at"
         )
     )
     if not streaming:
         return
-    stale_before = timezone.now() - timedelta(seconds=settings.GLMWEB_STALE_STREAM_SECONDS)
-    stale = [pk for pk, updated_at in streaming.items() if updated_at < stale_before]
+    # Stale, or its worker's heartbeat stopped: a killed worker's reply.
+    stale = heartbeat.abandoned(streaming)
     mark_interrupted(Message.objects.filter(id__in=stale))
     if len(stale) < len(streaming):
         raise TurnRefused("busy", "A reply is already being generated in this conversation.")
 
 
-def _create_reply(conversation: Conversation, parent: Message) -> Message:
-    reply = _new_reply(conversation, parent)
+def _create_reply(conversation: Conversation, parent: Message, plan: ReplyPlan) -> Message:
+    reply = _new_reply(conversation, parent, plan)
     reply.save(force_insert=True)
     return reply
 
 
-def _new_reply(conversation: Conversation, parent: Message) -> Message:
+def _new_reply(conversation: Conversation, parent: Message, plan: ReplyPlan) -> Message:
     return Message(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
@@ -453,6 +485,8 @@ def _new_reply(conversation: Conversation, parent: Message) -> Message:
         parent=parent,
         model=conversation.model,
         worker=settings.GLMWEB_WORKER_ID,
+        context_left_out=plan.context.left_out,
+        reserved_tokens=plan.reserved_tokens,
     )
 
 
@@ -494,25 +528,41 @@ def branch_ending_at(leaf: Message, messages: list[Message]) -> list[Message]:
     return branch
 
 
-def _make_turn(
-    conversation: Conversation,
-    history: list[Message],
-    reply: Message,
-    user_message: Message | None,
-    *,
-    record: bool = True,
-) -> Turn:
+@dataclass(frozen=True)
+class ReplyPlan:
+    """A reply's request, within its context and its owner's token limits."""
+
+    context: Context
+    request: upstream.ChatRequest
+    # Held against the token limits while the reply streams (chat.limits).
+    reserved_tokens: int
+
+
+def _plan_reply(
+    conversation: Conversation, history: list[Message], window: limits.TokenWindow | None
+) -> ReplyPlan:
+    """The reply's request, its max tokens capped to what the tightest token limit leaves."""
     context = fit_context(conversation, history)
-    if record and context.left_out != reply.context_left_out:
-        Message.objects.filter(id=reply.id).update(context_left_out=context.left_out)
+    request = request_for(conversation, context)
+    prompt = sum(estimate_tokens(message["content"]) for message in context.messages)
+    try:
+        max_tokens, reserved = limits.cap_reply(window, prompt, request.max_tokens)
+    except limits.LimitReached as refusal:
+        raise TurnRefused("limit_reached", str(refusal)) from None
+    return ReplyPlan(context, dataclasses.replace(request, max_tokens=max_tokens), reserved)
+
+
+def _make_turn(
+    conversation: Conversation, reply: Message, user_message: Message | None, plan: ReplyPlan
+) -> Turn:
     return Turn(
         conversation_id=conversation.id,
         reply_id=reply.id,
         parent_id=reply.parent_id,
         title=str(conversation),
         model=reply.model,
-        request=request_for(conversation, context),
-        context_left_out=context.left_out,
+        request=plan.request,
+        context_left_out=plan.context.left_out,
         user_message=None
         if user_message is None
         else {
@@ -636,7 +686,7 @@ def _refuse_if_message_over_context(
 
 
 def title_from(text: str) -> str:
-    line = " ".join(text.split())
+    line = clean_title(text)
     if len(line) <= TITLE_CHARS:
         return line
     return line[: TITLE_CHARS - 1].rsplit(" ", 1)[0] + "…"
@@ -688,6 +738,10 @@ def recover_once() -> None:
     with _recovering:
         if not _recovered:
             recover_worker_replies(settings.GLMWEB_WORKER_ID)
+            heartbeat.forget_gone_workers()
+            # Before its first turn: a worker killed before its first tick is
+            # found dead by its row too (chat.heartbeat.abandoned).
+            heartbeat.beat(settings.GLMWEB_WORKER_ID)
             _recovered = True
 
 
@@ -715,7 +769,7 @@ def upstream_config() -> upstream.UpstreamConfig:
         chunk_timeout=settings.UPSTREAM_CHUNK_TIMEOUT,
         deadline=settings.UPSTREAM_DEADLINE,
         max_retries=settings.UPSTREAM_MAX_RETRIES,
-        max_retry_wait=settings.UPSTREAM_MAX_RETRY_WAIT,
+        retry_after_max=settings.UPSTREAM_RETRY_AFTER_MAX_SECONDS,
         max_connections=settings.UPSTREAM_MAX_CONNECTIONS,
         keepalive_connections=settings.UPSTREAM_KEEPALIVE_CONNECTIONS,
         # Deltas are coalesced by reading less often: one read, one frame.
@@ -751,7 +805,8 @@ class TurnRunner:
     _layer_outbox: asyncio.Queue[tuple[str | None, dict[str, Any]] | None] | None = None
     _sender: asyncio.Task[None] | None = None
     _stream_task: asyncio.Task[None] | None = None
-    _checkpointed: tuple[int, int] = (0, 0)
+    # The text's lengths (in parts) at the last checkpoint; None before the first with text.
+    _checkpointed: tuple[int, int] | None = None
     _last_checkpoint: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
@@ -850,6 +905,8 @@ class TurnRunner:
             return
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
+            # A worker killed a few seconds in keeps the start of the reply.
+            _keep_checkpointing().no_later_than(self.first_token_at + first_checkpoint_seconds())
         event = self._event_head("delta")
         if self._pending_reasoning:
             event["reasoning"] = "".join(self._pending_reasoning)
@@ -937,19 +994,34 @@ class TurnRunner:
             "status": Message.Status.STREAMING,
         }
 
-    def checkpoint_due(self) -> tuple[uuid.UUID, str, str] | None:
-        """The text to checkpoint now, if it's time: see _checkpoint_running_turns."""
-        now = time.monotonic()
-        if self.finished or now - self.started < settings.GLMWEB_CHECKPOINT_SECONDS:
+    def checkpoint_due(self, now: float) -> tuple[uuid.UUID, str, str] | None:
+        """The text to checkpoint at this tick, if it's time: see _Checkpointer."""
+        if self.finished:
             return None
         lengths = (len(self.content), len(self.reasoning))
-        # Write when text arrived, and now and then anyway: a reply that
-        # stops checkpointing is taken for dead by the stale sweep.
-        heartbeat_due = now - self._last_checkpoint > settings.GLMWEB_STALE_STREAM_SECONDS / 3
-        if lengths == self._checkpointed and not heartbeat_due:
+        if self._checkpointed is None:
+            first_at = self.first_checkpoint_at()
+            due = first_at is not None and now >= first_at
+        else:
+            due = (
+                lengths != self._checkpointed
+                and now - self._last_checkpoint >= settings.GLMWEB_CHECKPOINT_SECONDS
+            )
+        # And now and then anyway: a reply that stops checkpointing is taken
+        # for dead by the stale sweep.
+        keepalive_due = now - self._last_checkpoint > settings.GLMWEB_STALE_STREAM_SECONDS / 3
+        if not (due or keepalive_due):
             return None
-        self._checkpointed, self._last_checkpoint = lengths, now
+        # Before the first token (a keep-alive) the first checkpoint is still to come.
+        self._checkpointed = None if self.first_token_at is None else lengths
+        self._last_checkpoint = now
         return self.turn.reply_id, "".join(self.content), "".join(self.reasoning)
+
+    def first_checkpoint_at(self) -> float | None:
+        """When the first checkpoint is due: soon after the first token (none before)."""
+        if self.finished or self._checkpointed is not None or self.first_token_at is None:
+            return None
+        return self.first_token_at + first_checkpoint_seconds()
 
     async def _finish(self) -> None:
         status = Message.Status.STOPPED if self.stop_requested else Message.Status.COMPLETE
@@ -1015,27 +1087,73 @@ class TurnRunner:
         )
 
 
-# One task checkpoints every turn running in this process (on this event loop):
-# one trip to the database thread and one commit per interval, not one per turn.
-_checkpointer: asyncio.Task[None] | None = None
+# A reply's first checkpoint comes this long after its first token (or sooner
+# with a shorter GLMWEB_CHECKPOINT_SECONDS): a worker killed a few seconds into
+# a reply keeps its start, and the write lands within a second.
+FIRST_CHECKPOINT_SECONDS = 0.75
 
 
-def _keep_checkpointing() -> None:
-    global _checkpointer
-    loop = asyncio.get_running_loop()
-    if _checkpointer is None or _checkpointer.done() or _checkpointer.get_loop() is not loop:
-        _checkpointer = loop.create_task(_checkpoint_running_turns(), name="checkpoints")
+def first_checkpoint_seconds() -> float:
+    return min(FIRST_CHECKPOINT_SECONDS, settings.GLMWEB_CHECKPOINT_SECONDS)
 
 
-async def _checkpoint_running_turns() -> None:
-    while RUNNING:
-        await asyncio.sleep(settings.GLMWEB_CHECKPOINT_SECONDS)
-        due = [text for runner in list(RUNNING.values()) if (text := runner.checkpoint_due())]
-        if due:
+class _Checkpointer:
+    """One task checkpoints every turn running on this event loop, and beats for the worker.
+
+    Each tick is one trip to a database thread and one commit, however many
+    turns run: the worker's heartbeat (chat.heartbeat) and the text of each
+    turn that is due. Ticks come every GLMWEB_CHECKPOINT_SECONDS (at most
+    HEARTBEAT_SECONDS apart), and sooner when a turn's first checkpoint is due.
+    """
+
+    def __init__(self) -> None:
+        # A turn just started needs no heartbeat yet: its reply row is fresh.
+        self.next_tick = time.monotonic() + self.interval()
+        self.moved = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self.run(), name="checkpoints")
+
+    def no_later_than(self, when: float) -> None:
+        if when < self.next_tick:
+            self.next_tick = when
+            self.moved.set()
+
+    @staticmethod
+    def interval() -> float:
+        return min(settings.GLMWEB_CHECKPOINT_SECONDS, heartbeat.HEARTBEAT_SECONDS)
+
+    async def run(self) -> None:
+        while True:
+            await self.sleep_until_tick()
+            if not RUNNING:
+                return
+            now, runners = time.monotonic(), list(RUNNING.values())
+            due = [text for runner in runners if (text := runner.checkpoint_due(now))]
+            self.next_tick = float("inf")  # until this tick's write is done
             try:
-                await save_checkpoints(due)
+                await save_checkpoints(due, settings.GLMWEB_WORKER_ID)
             except Exception:
                 log.exception("checkpoint failed", extra={"replies": len(due)})
+            firsts = [runner.first_checkpoint_at() for runner in RUNNING.values()]
+            soonest = [at for at in firsts if at is not None]
+            self.next_tick = min(self.next_tick, time.monotonic() + self.interval(), *soonest)
+
+    async def sleep_until_tick(self) -> None:
+        while (delay := self.next_tick - time.monotonic()) > 0:
+            self.moved.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.moved.wait(), delay)
+
+
+_checkpointer: _Checkpointer | None = None
+
+
+def _keep_checkpointing() -> _Checkpointer:
+    global _checkpointer
+    loop = asyncio.get_running_loop()
+    current = _checkpointer
+    if current is None or current.task.done() or current.task.get_loop() is not loop:
+        current = _checkpointer = _Checkpointer()
+    return current
 
 
 def _joined_without(parts: list[str], pending: list[str]) -> str:
@@ -1074,7 +1192,8 @@ def estimate_usage(request: upstream.ChatRequest, content: str, reasoning: str) 
 
 
 @database_call
-def save_checkpoints(texts: list[tuple[uuid.UUID, str, str]]) -> None:
+def save_checkpoints(texts: list[tuple[uuid.UUID, str, str]], worker_id: str = "") -> None:
+    """Save the replies' text so far and, with ``worker_id``, that worker's heartbeat."""
     # One statement run for every reply (on PostgreSQL one round trip, pipelined),
     # not an ORM update per reply: a checkpoint can hold hundreds.
     message = Message._meta
@@ -1089,7 +1208,10 @@ def save_checkpoints(texts: list[tuple[uuid.UUID, str, str]]) -> None:
         for reply_id, content, reasoning in texts
     ]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(sql, rows)
+        if worker_id:
+            heartbeat.beat(worker_id)
+        if rows:
+            cursor.executemany(sql, rows)
 
 
 @database_call

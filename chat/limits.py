@@ -1,15 +1,18 @@
 """Per-person limits: what applies to whom, and the check before a turn starts.
 
-`refusal_for` runs inside the transaction that starts a turn (chat.generation
-`begin_send` / `begin_regenerate`), before anything goes upstream. It first
+`check_turn` runs inside the transaction that starts a turn (chat.generation
+`begin_send`, `begin_regenerate`, ...), before anything goes upstream. It first
 locks the person's `UserLimits` row, so on PostgreSQL two sends racing from two
 tabs or two workers are counted one after the other: the second sees the first
 one's reply, already streaming and counted. (SQLite's IMMEDIATE transactions
 serialise all writers anyway.)
 
 Tokens come from the usage ledger (chat.usage), which a reply reaches when it
-is saved: a reply still streaming counts towards the concurrency and
-per-minute limits, not yet towards the token limits.
+is saved, and from the replies still streaming: each holds `reserved_tokens`
+(its prompt and its max tokens, see `cap_reply`) until it is saved, in the
+transaction that adds its real usage to the ledger. A reply's max tokens are
+capped to what the tightest token limit leaves, so replies started at once
+can't together spend more than the limit.
 """
 
 from __future__ import annotations
@@ -114,14 +117,18 @@ def recent_replies(user_id: int, now: datetime) -> tuple[int, datetime | None]:
     return recent["count"], recent["oldest"]
 
 
-def generating(user_id: int, now: datetime) -> int:
-    """Replies streaming now (one silent past the stale limit is dead, not generating)."""
+def in_flight(user_id: int, now: datetime) -> tuple[int, int]:
+    """Replies streaming now, and the tokens they hold against the token limits.
+
+    One silent past the stale limit is dead, not generating: it holds nothing.
+    """
     stale_before = now - timedelta(seconds=settings.GLMWEB_STALE_STREAM_SECONDS)
-    return Message.objects.filter(
+    streaming = Message.objects.filter(
         conversation__owner_id=user_id,
         status=Message.Status.STREAMING,
         updated_at__gte=stale_before,
-    ).count()
+    ).aggregate(count=Count("id"), reserved=Sum("reserved_tokens", default=0))
+    return streaming["count"], streaming["reserved"]
 
 
 # --- The check --------------------------------------------------------------------
@@ -146,8 +153,40 @@ def locked_row(user_id: int) -> UserLimits | None:
     return UserLimits.from_db(connection.alias, [field.attname for field in fields], found)
 
 
-def refusal_for(user_id: int) -> str | None:
-    """Why this person can't start a reply now, or None. Call inside the turn's transaction."""
+class LimitReached(Exception):
+    """A reply can't start now; the message says which limit and when it frees up."""
+
+
+@dataclass(frozen=True)
+class TokenWindow:
+    """One token limit as it stands: spent by saved replies, held by streaming ones."""
+
+    period: str  # "daily" or "monthly"
+    limit: int
+    spent: int
+    held: int
+    resets: datetime
+
+    @property
+    def left(self) -> int:
+        return self.limit - self.spent - self.held
+
+    def name(self) -> str:
+        return f"{self.period} limit of {self.limit:,} tokens"
+
+    def standing(self) -> str:
+        period = "today" if self.period == "daily" else "this month"
+        held = f", {self.held:,} held for replies until they finish" if self.held else ""
+        return f"{self.spent:,} used {period}{held}. It resets at {format_moment(self.resets)}"
+
+
+def check_turn(user_id: int) -> TokenWindow | None:
+    """Refuse (LimitReached) a reply this person can't start now.
+
+    Returns the tightest token limit, for `cap_reply`, or None when no token
+    limit applies. Call inside the turn's transaction, and reserve the reply's
+    tokens in it: the person's limits row stays locked until it ends.
+    """
     row = locked_row(user_id)
     if row is None:
         if site_defaults() == Limits(0, 0, 0, 0):
@@ -156,39 +195,69 @@ def refusal_for(user_id: int) -> str | None:
         row, _ = UserLimits.objects.select_for_update().get_or_create(user_id=user_id)
     limits = effective(row)
     now = timezone.now()
-    if limits.concurrent_generations:
-        running = generating(user_id, now)
-        if running >= limits.concurrent_generations:
-            return (
-                f"You have reached your limit of {limits.concurrent_generations} "
-                f"simultaneous {_replies(limits.concurrent_generations)}: {running} "
-                "generating now. It frees up as soon as one of them finishes or you stop it."
-            )
+    tokens_limited = bool(limits.tokens_per_day or limits.tokens_per_month)
+    running, held = 0, 0
+    if limits.concurrent_generations or tokens_limited:
+        running, held = in_flight(user_id, now)
+    if limits.concurrent_generations and running >= limits.concurrent_generations:
+        raise LimitReached(
+            f"You have reached your limit of {limits.concurrent_generations} "
+            f"simultaneous {_replies(limits.concurrent_generations)}: {running} "
+            "generating now. It frees up as soon as one of them finishes or you stop it."
+        )
     if limits.replies_per_minute:
-        count, oldest = recent_replies(user_id, now)
-        if count >= limits.replies_per_minute and oldest is not None:
-            reset = oldest + MINUTE
-            wait = max(1, round((reset - now).total_seconds()))
-            return (
-                f"You have reached your limit of {limits.replies_per_minute} "
-                f"{_replies(limits.replies_per_minute)} per minute. It resets at "
-                f"{timezone.localtime(reset):%H:%M:%S %Z} (in {wait} s)."
-            )
-    if limits.tokens_per_day or limits.tokens_per_month:
-        day = timezone.localdate(now)
-        used_today, used_month = tokens_used(user_id, day)
-        if limits.tokens_per_day and used_today >= limits.tokens_per_day:
-            return (
-                f"You have used your daily limit of {limits.tokens_per_day:,} tokens "
-                f"({used_today:,} today). It resets at {format_moment(next_midnight(day))}."
-            )
-        if limits.tokens_per_month and used_month >= limits.tokens_per_month:
-            return (
-                f"You have used your monthly limit of {limits.tokens_per_month:,} tokens "
-                f"({used_month:,} this month). It resets at "
-                f"{format_moment(next_month_start(day))}."
-            )
-    return None
+        _refuse_over_rate(user_id, limits.replies_per_minute, now)
+    if not tokens_limited:
+        return None
+    window = _tightest_window(user_id, limits, now, held)
+    if window.left <= 0:
+        raise LimitReached(f"You have used your {window.name()} ({window.standing()}).")
+    return window
+
+
+def cap_reply(
+    window: TokenWindow | None, prompt_tokens: int, max_tokens: int | None
+) -> tuple[int | None, int]:
+    """A reply's max tokens within what its token limit leaves, and the tokens to hold for it.
+
+    Refuses (LimitReached) a message that leaves no room for a reply.
+    """
+    if window is None:
+        return max_tokens, 0
+    room = window.left - prompt_tokens
+    if room < 1:
+        raise LimitReached(
+            f"This message needs about {prompt_tokens:,} tokens and your {window.name()} "
+            f"leaves {max(window.left, 0):,} ({window.standing()})."
+        )
+    capped = room if max_tokens is None else min(max_tokens, room)
+    return capped, prompt_tokens + capped
+
+
+def _refuse_over_rate(user_id: int, per_minute: int, now: datetime) -> None:
+    count, oldest = recent_replies(user_id, now)
+    if count >= per_minute and oldest is not None:
+        reset = oldest + MINUTE
+        wait = max(1, round((reset - now).total_seconds()))
+        raise LimitReached(
+            f"You have reached your limit of {per_minute} {_replies(per_minute)} per minute. "
+            f"It resets at {timezone.localtime(reset):%H:%M:%S %Z} (in {wait} s)."
+        )
+
+
+def _tightest_window(user_id: int, limits: Limits, now: datetime, held: int) -> TokenWindow:
+    day = timezone.localdate(now)
+    used_today, used_month = tokens_used(user_id, day)
+    windows = []
+    if limits.tokens_per_day:
+        windows.append(
+            TokenWindow("daily", limits.tokens_per_day, used_today, held, next_midnight(day))
+        )
+    if limits.tokens_per_month:
+        windows.append(
+            TokenWindow("monthly", limits.tokens_per_month, used_month, held, next_month_start(day))
+        )
+    return min(windows, key=lambda window: window.left)
 
 
 def _replies(count: int) -> str:
@@ -241,7 +310,7 @@ def status_for(user_id: int) -> list[LimitStatus]:
         LimitStatus(
             "Simultaneous replies",
             limits.concurrent_generations,
-            generating(user_id, now),
+            in_flight(user_id, now)[0],
             "as each reply finishes",
         ),
     ]

@@ -9,6 +9,10 @@ from django.conf import settings
 from django.db import connection, models
 from django.db.models import Q
 
+from chat.text import one_line
+
+TITLE_MAX_CHARS = 200
+
 
 class ConversationQuerySet(models.QuerySet["Conversation"]):
     def owned_by(self, user: object) -> ConversationQuerySet:
@@ -72,6 +76,23 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or "New chat"
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.title = clean_title(self.title)
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Any, values: Any) -> Conversation:
+        conversation = super().from_db(db, field_names, values)
+        # Titles saved before the rule held show cleaned too (and are saved so).
+        if "title" in conversation.__dict__:
+            conversation.title = clean_title(conversation.title)
+        return conversation
+
+
+def clean_title(title: str) -> str:
+    """A title as every path saves and shows it: one line, no bidi controls (chat.text)."""
+    return one_line(title)[:TITLE_MAX_CHARS]
+
 
 class Message(models.Model):
     class Role(models.TextChoices):
@@ -109,6 +130,15 @@ class Message(models.Model):
         blank=True,
         help_text="The client's id for a user message: a resent frame makes no second turn.",
     )
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        db_index=False,  # msg_unique_sender_client_id leads with it
+        help_text="Who sent a user message with a client id: one client id is one turn each.",
+    )
     model = models.CharField(max_length=100, blank=True, help_text="Model that wrote the reply.")
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -124,6 +154,11 @@ class Message(models.Model):
     context_left_out = models.PositiveIntegerField(
         default=0,
         help_text="Earlier messages left out of this reply's request to fit the model's context.",
+    )
+    reserved_tokens = models.PositiveIntegerField(
+        default=0,
+        help_text="Tokens a reply may use (its prompt and max tokens), held against its owner's "
+        "token limits while it streams; its saved usage replaces them (chat.limits).",
     )
     rating = models.SmallIntegerField(
         null=True,
@@ -143,9 +178,6 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"], name="msg_conv_created"),
             # Usage over time: replies by day.
             models.Index(fields=["role", "created_at"], name="msg_role_created"),
-            # A resent frame finds its turn by client id alone (it may have
-            # started a conversation the page doesn't know yet).
-            models.Index(fields=["client_id"], name="msg_client_id"),
             # Worker restarts and the stale sweep: replies still streaming.
             models.Index(
                 fields=["worker", "updated_at"],
@@ -154,11 +186,14 @@ class Message(models.Model):
             ),
         ]
         constraints = [
-            # One turn per send, however often the frame arrives.
+            # One turn per send, however often the frame arrives, from any
+            # socket on any worker, into any conversation. A resent frame finds
+            # its turn here too (it may have started a conversation the page
+            # doesn't know yet).
             models.UniqueConstraint(
-                fields=["conversation", "client_id"],
-                condition=~Q(client_id=""),
-                name="msg_unique_client_id",
+                fields=["sender", "client_id"],
+                condition=Q(sender__isnull=False),
+                name="msg_unique_sender_client_id",
             ),
         ]
 
@@ -195,7 +230,7 @@ class UserLimits(models.Model):
     """One person's limits. Empty means the site default; 0 means unlimited.
 
     The row is also the lock that serialises a person's turn starts: see
-    chat.limits.refusal_for.
+    chat.limits.check_turn.
     """
 
     user = models.OneToOneField(
@@ -336,6 +371,22 @@ class SignupApproval(models.Model):
 
     def __str__(self) -> str:
         return f"Sign-up of user {self.user_id}"
+
+
+class Worker(models.Model):
+    """A worker process's heartbeat, written every few seconds while it streams replies.
+
+    Other workers read it to tell a reply that is slow from one whose worker
+    was killed (chat.heartbeat).
+    """
+
+    id = models.CharField(
+        primary_key=True, max_length=64, help_text="The worker's GLMWEB_WORKER_ID."
+    )
+    last_seen = models.DateTimeField(help_text="Its last heartbeat.")
+
+    def __str__(self) -> str:
+        return f"{self.id} (seen {self.last_seen:%Y-%m-%d %H:%M:%S})"
 
 
 def insert_new(*groups: list[models.Model]) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from chat.text import UNSTORABLE_MESSAGE, is_storable
+
 MAX_STOP_SEQUENCES = 4
 MAX_STOP_CHARS = 100
 MAX_TOKENS_LIMIT = 131_072
@@ -145,6 +147,8 @@ def _system_prompt(value: object, errors: dict[str, str]) -> str:
         errors["system_prompt"] = (
             f"The system prompt can be at most {limit:,} characters; this one has {len(value):,}."
         )
+    elif not is_storable(value):
+        errors["system_prompt"] = UNSTORABLE_MESSAGE
     return value.strip()
 
 
@@ -183,6 +187,8 @@ def _stop(value: object) -> list[str]:
             f"Stop sequences must be up to {MAX_STOP_SEQUENCES} non-empty strings "
             f"of at most {MAX_STOP_CHARS} characters."
         )
+    if not all(is_storable(s) for s in stops):
+        raise ValueError(UNSTORABLE_MESSAGE)
     return stops
 
 

@@ -12,6 +12,7 @@ import asyncio
 import email.utils
 import json
 import logging
+import math
 import random
 import re
 import time
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 
 from chat import upstream_http
+from chat.redaction import redact
 
 logger = logging.getLogger("chat.upstream")
 
@@ -60,7 +62,12 @@ Event = ReasoningDelta | ContentDelta | Finish | Usage
 
 
 class UpstreamError(Exception):
-    """A failure talking to the upstream; `user_message` is safe to show to a person."""
+    """A failure talking to the upstream; `user_message` is safe to show to a person.
+
+    Text from the upstream goes through `chat.redaction.redact`, with the
+    configured key, before it is put in `user_message` or `detail` (see
+    `_harmless` and `_snippet`): both are shown, saved or logged.
+    """
 
     code = "upstream_error"
     default_message = "The model provider returned an error. Please try again."
@@ -162,7 +169,9 @@ UNSENDABLE_MESSAGE = (
 )
 
 _URL_RE = re.compile(r"(?:https?|wss?)://\S+|\bwww\.\S+", re.IGNORECASE)
-_SECRET_RE = re.compile(r"\b(?:sk|pk|key)-[A-Za-z0-9_\-]{6,}|\bBearer\s+\S+", re.IGNORECASE)
+# A long run of letters and digits in a provider's message: a token, a key, a
+# request id; nothing a person needs to read.
+_OPAQUE_RE = re.compile(r"\b(?=[A-Za-z0-9_-]*\d)(?=[A-Za-z0-9_-]*[A-Za-z])[A-Za-z0-9_-]{24,}")
 _HOSTLIKE_RE = re.compile(r"\b[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|ai|cn|dev|co)\b", re.I)
 _QUOTA_MARKERS = (
     "insufficient_quota",
@@ -180,17 +189,16 @@ _QUOTA_MARKERS = (
 _QUOTA_CODES = {"1113", "insufficient_quota", "insufficient_balance"}
 
 
-def _redact(text: str, secret: str = "") -> str:
-    if secret:
-        text = text.replace(secret, "[redacted]")
-    return _SECRET_RE.sub("[redacted]", text)
+def _snippet(text: str, key: str, limit: int = 300) -> str:
+    """Upstream text for `detail` (logs): redacted first, so a cut can't split a key."""
+    return repr(redact(text, key)[:limit])
 
 
-def _harmless(message: object, *, limit: int = 200) -> str | None:
+def _harmless(message: object, key: str, *, limit: int = 200) -> str | None:
     """A provider message fit to show a person, or None: short, no URLs, hosts or keys."""
     if not isinstance(message, str):
         return None
-    cleaned = _HOSTLIKE_RE.sub("", _SECRET_RE.sub("", _URL_RE.sub("", message)))
+    cleaned = _OPAQUE_RE.sub("", _HOSTLIKE_RE.sub("", _URL_RE.sub("", redact(message, key))))
     cleaned = " ".join(cleaned.split())
     if not cleaned or len(cleaned) > limit:
         return None
@@ -235,12 +243,33 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def wait_in_words(seconds: float) -> str:
+    """A wait in the largest unit that fits, rounded up: "45 seconds", "10 minutes"."""
+    whole = max(1, math.ceil(seconds))
+    for unit, size, up_to in (("second", 1, 60), ("minute", 60, 3600), ("hour", 3600, 86400)):
+        if whole < up_to:
+            count = math.ceil(whole / size)
+            return f"{count} {unit}" + ("s" if count > 1 else "")
+    days = math.ceil(whole / 86400)
+    return f"{days} day" + ("s" if days > 1 else "")
+
+
+def _rate_limited(detail: str, retry_after: float | None) -> RateLimited:
+    message = None
+    if retry_after is not None:
+        message = (
+            "The model provider is rate-limiting requests; "
+            f"try again in {wait_in_words(retry_after)}."
+        )
+    return RateLimited(message, detail=detail, retry_after=retry_after)
+
+
 def error_from_response(
-    status: int, body: str, headers: httpx.Headers | dict[str, str] | None = None, secret: str = ""
+    status: int, body: str, headers: httpx.Headers | dict[str, str] | None = None, key: str = ""
 ) -> UpstreamError:
-    """Map an HTTP error response to the matching typed error."""
+    """Map an HTTP error response to the matching typed error; `key` is never repeated."""
     message, code = _error_fields(body)
-    detail = f"status={status} body={_redact(body[:300], secret)!r}"
+    detail = f"status={status} body={_snippet(body, key)}"
     if status in (402, 429) and _looks_like_quota(body, code):
         return QuotaExhausted(detail=detail)
     if status in (401, 403):
@@ -248,22 +277,21 @@ def error_from_response(
     if status == 404:
         return NotFoundError(detail=detail)
     if status == 429:
-        retry_after = parse_retry_after((headers or {}).get("retry-after"))
-        return RateLimited(detail=detail, retry_after=retry_after)
+        return _rate_limited(detail, parse_retry_after((headers or {}).get("retry-after")))
     if status == 408:
         return UpstreamTimeout(CONNECT_TIMEOUT_MESSAGE, detail=detail, retryable=True)
     if status >= 500:
         return Overloaded(detail=detail)
-    safe = _harmless(message)
+    safe = _harmless(message, key)
     user_message = f"The model provider rejected the request: {safe}" if safe else None
     return BadRequest(user_message, detail=detail)
 
 
-def _stream_error(error: object) -> StreamError:
+def _stream_error(error: object, key: str) -> StreamError:
     message = error.get("message") if isinstance(error, dict) else error
-    safe = _harmless(message)
+    safe = _harmless(message, key)
     user_message = f"The model provider reported an error: {safe}" if safe else None
-    return StreamError(user_message, detail=f"error payload={_redact(str(error)[:300])!r}")
+    return StreamError(user_message, detail=f"error payload={_snippet(str(error), key)}")
 
 
 # --- SSE parsing --------------------------------------------------------------
@@ -350,9 +378,11 @@ class SSEParser:
     two finish chunks, Groq sends usage twice, others send usage after finish).
     `data_lines` counts `data:` lines so far: a watchdog can tell real data
     from keep-alive comments by comparing it before and after a `feed()`.
+    `key` is the API key, kept out of the errors' texts.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, key: str = "") -> None:
+        self._key = key
         self.done = False
         self.finish_reason: str | None = None
         self.usage: Usage | None = None
@@ -488,15 +518,17 @@ class SSEParser:
                 chunks.append(json.loads(line))
             except ValueError:
                 raise ProtocolError(
-                    detail=f"malformed JSON chunk: {_redact(line[:200])!r}"
+                    detail=f"malformed JSON chunk: {_snippet(line, self._key, 200)}"
                 ) from None
         return chunks
 
     def _chunk(self, chunk: Any, events: list[Event]) -> None:
         if not isinstance(chunk, dict):
-            raise ProtocolError(detail=f"chunk is not an object: {str(chunk)[:100]!r}")
+            raise ProtocolError(
+                detail=f"chunk is not an object: {_snippet(str(chunk), self._key, 100)}"
+            )
         if chunk.get("error"):
-            raise _stream_error(chunk["error"])
+            raise _stream_error(chunk["error"], self._key)
         usage = _usage_from(chunk.get("usage"))
         if usage is not None:
             self.usage = usage
@@ -570,8 +602,10 @@ class UpstreamConfig:
     connect_timeout: float = 10.0
     chunk_timeout: float = 60.0
     deadline: float = 600.0
-    max_retries: int = 3
-    max_retry_wait: float = 20.0
+    # Retries before the first event: 5xx and connection failures up to
+    # max_retries; a 429 once, if its Retry-After is at most retry_after_max.
+    max_retries: int = 2
+    retry_after_max: float = 10.0
     backoff_base: float = 0.5
     max_connections: int = 1000
     keepalive_connections: int = 20
@@ -637,9 +671,9 @@ def _json_body(body: dict[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def _connection_error(exc: upstream_http.HTTPError, secret: str) -> UpstreamError:
+def _connection_error(exc: upstream_http.HTTPError, key: str) -> UpstreamError:
     # The message can quote a header value, so the key must be scrubbed.
-    detail = _redact(f"{type(exc).__name__}: {exc}", secret)
+    detail = redact(f"{type(exc).__name__}: {exc}", key)
     match exc:
         case upstream_http.ConnectTimedOut():
             return UpstreamTimeout(CONNECT_TIMEOUT_MESSAGE, detail=detail, retryable=True)
@@ -652,21 +686,63 @@ def _connection_error(exc: upstream_http.HTTPError, secret: str) -> UpstreamErro
     return UpstreamError(UNSENDABLE_MESSAGE, detail=detail)
 
 
+# Longest wait before retrying a 5xx or a connection failure.
+MAX_BACKOFF = 10.0
+
+
 def _backoff(attempt: int, config: UpstreamConfig) -> float:
     # Equal jitter: half fixed, half random, so retries from a burst spread out.
     base = config.backoff_base * (2**attempt)
-    return min(config.max_retry_wait, base / 2 + random.uniform(0, base / 2))
+    return min(MAX_BACKOFF, base / 2 + random.uniform(0, base / 2))
 
 
-def _retry_delay(exc: UpstreamError, attempt: int, config: UpstreamConfig) -> float | None:
-    """Seconds to wait before retrying after `exc`, or None to give up."""
-    if not exc.retryable or attempt >= config.max_retries:
-        return None
-    if isinstance(exc, RateLimited) and exc.retry_after is not None:
-        if exc.retry_after > config.max_retry_wait:
+@dataclass
+class _Retries:
+    """The retries of one request so far, and whether (and when) to try once more."""
+
+    config: UpstreamConfig
+    done: int = 0
+    rate_limit_retried: bool = False
+
+    def delay_after(self, exc: UpstreamError, time_left: float) -> float | None:
+        """Seconds to wait before the next attempt after `exc`, or None to give up."""
+        delay = self._delay(exc)
+        if delay is not None and delay >= time_left:
+            delay = None
+        attempt = self.done + 1
+        if delay is None:
+            logger.warning(
+                "upstream attempt %d failed, giving up: %s %s", attempt, exc.code, exc.detail
+            )
+            return None
+        logger.info(
+            "upstream attempt %d failed, retrying in %.2fs: %s %s",
+            attempt,
+            delay,
+            exc.code,
+            exc.detail,
+        )
+        self.done += 1
+        self.rate_limit_retried |= isinstance(exc, RateLimited)
+        return delay
+
+    def _delay(self, exc: UpstreamError) -> float | None:
+        if not exc.retryable or self.done >= self.config.max_retries:
+            return None
+        if isinstance(exc, RateLimited):
+            return self._rate_limit_delay(exc)
+        return _backoff(self.done, self.config)
+
+    def _rate_limit_delay(self, exc: RateLimited) -> float | None:
+        # Once at most: hammering a rate limit only keeps it in force, and a
+        # long Retry-After is the person's to wait out (the message says how long).
+        if self.rate_limit_retried:
+            return None
+        if exc.retry_after is None:
+            return _backoff(self.done, self.config)
+        if exc.retry_after > self.config.retry_after_max:
             return None
         return exc.retry_after
-    return _backoff(attempt, config)
 
 
 async def _stream_once(
@@ -675,7 +751,7 @@ async def _stream_once(
     config: UpstreamConfig,
     deadline_at: float,
 ) -> AsyncIterator[list[Event]]:
-    parser = SSEParser()
+    parser = SSEParser(config.api_key)
     try:
         response = await _open_stream(pool, request, config, deadline_at)
         try:
@@ -691,7 +767,7 @@ async def _stream_once(
         if parser.data_lines == 0 and not parser.done:
             raise _connection_error(exc, config.api_key) from exc
         if not parser.finished:
-            detail = _redact(f"{type(exc).__name__}: {exc}", config.api_key)
+            detail = redact(f"{type(exc).__name__}: {exc}", config.api_key)
             raise ProtocolError(CUT_OFF_MESSAGE, detail=detail) from exc
         if events := parser.close():
             yield events
@@ -728,7 +804,7 @@ async def _whole_body_events(
         body = ""  # the status alone still says what went wrong
     if response.status_code >= 300:
         raise error_from_response(response.status_code, body, response.headers, config.api_key)
-    return _completion_events(body)
+    return _completion_events(body, config.api_key)
 
 
 async def _read_batches(
@@ -786,7 +862,7 @@ async def stream_chat_batches(
     pool = get_pool(config)
     loop = asyncio.get_running_loop()
     deadline_at = loop.time() + config.deadline
-    attempt = 0
+    retries = _Retries(config)
     while True:
         yielded = False
         try:
@@ -799,32 +875,10 @@ async def stream_chat_batches(
             if yielded:
                 logger.warning("upstream stream failed mid-reply: %s %s", exc.code, exc.detail)
                 raise
-            delay = _next_delay(exc, attempt, config, deadline_at - loop.time())
+            delay = retries.delay_after(exc, deadline_at - loop.time())
             if delay is None:
                 raise
         await asyncio.sleep(delay)
-        attempt += 1
-
-
-def _next_delay(
-    exc: UpstreamError, attempt: int, config: UpstreamConfig, time_left: float
-) -> float | None:
-    delay = _retry_delay(exc, attempt, config)
-    if delay is not None and delay >= time_left:
-        delay = None
-    if delay is None:
-        logger.warning(
-            "upstream attempt %d failed, giving up: %s %s", attempt + 1, exc.code, exc.detail
-        )
-    else:
-        logger.info(
-            "upstream attempt %d failed, retrying in %.2fs: %s %s",
-            attempt + 1,
-            delay,
-            exc.code,
-            exc.detail,
-        )
-    return delay
 
 
 async def _complete_once(
@@ -842,19 +896,20 @@ async def _complete_once(
     logger.log(_status_level(response), "upstream completion status=%s", response.status_code)
     if response.status_code >= 300:
         raise error_from_response(response.status_code, text, response.headers, config.api_key)
-    return _parse_completion(text)
+    return _parse_completion(text, config.api_key)
 
 
-def _completion_events(text: str) -> list[Event]:
+def _completion_events(text: str, key: str) -> list[Event]:
     """Events equivalent to a whole (non-streamed) chat.completion body."""
     try:
         payload = json.loads(text)
         if payload.get("error"):
-            raise _stream_error(payload["error"])
+            raise _stream_error(payload["error"], key)
         choice = payload["choices"][0]
         message = choice["message"]
     except (ValueError, AttributeError, KeyError, IndexError, TypeError):
-        raise ProtocolError(detail=f"unexpected completion body: {text[:200]!r}") from None
+        detail = f"unexpected completion body: {_snippet(text, key, 200)}"
+        raise ProtocolError(detail=detail) from None
     events: list[Event] = []
     reasoning = message.get("reasoning_content") or message.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -867,8 +922,8 @@ def _completion_events(text: str) -> list[Event]:
     return [*events, usage] if usage else events
 
 
-def _parse_completion(text: str) -> tuple[str, Usage | None]:
-    events = _completion_events(text)
+def _parse_completion(text: str, key: str) -> tuple[str, Usage | None]:
+    events = _completion_events(text, key)
     answer = "".join(e.text for e in events if isinstance(e, ContentDelta))
     usage = next((e for e in events if isinstance(e, Usage)), None)
     return answer, usage
@@ -887,7 +942,7 @@ async def complete_chat(request: ChatRequest, config: UpstreamConfig) -> tuple[s
     pool = get_pool(config)
     loop = asyncio.get_running_loop()
     deadline_at = loop.time() + config.deadline
-    attempt = 0
+    retries = _Retries(config)
     while True:
         try:
             async with asyncio.timeout(deadline_at - loop.time()):
@@ -895,8 +950,7 @@ async def complete_chat(request: ChatRequest, config: UpstreamConfig) -> tuple[s
         except TimeoutError:
             raise UpstreamTimeout(DEADLINE_MESSAGE, detail="overall deadline reached") from None
         except UpstreamError as exc:
-            delay = _next_delay(exc, attempt, config, deadline_at - loop.time())
+            delay = retries.delay_after(exc, deadline_at - loop.time())
             if delay is None:
                 raise
         await asyncio.sleep(delay)
-        attempt += 1

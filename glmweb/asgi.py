@@ -1,4 +1,8 @@
-"""The ASGI entry point: Django's HTTP app, and the chat socket behind origin and auth checks."""
+"""The ASGI entry point: Django's HTTP app, and the chat socket behind origin and auth checks.
+
+The origin check is glmweb.origins' (scheme, host and port, as Django's CSRF
+check), not channels' AllowedHostsOriginValidator (the host alone).
+"""
 
 import os
 
@@ -9,14 +13,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glmweb.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.logins import SocketLogin  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from glmweb.origins import OriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(SocketLogin(URLRouter(websocket_urlpatterns))),
+        "websocket": OriginValidator(SocketLogin(URLRouter(websocket_urlpatterns))),
     }
 )

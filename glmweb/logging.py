@@ -32,5 +32,6 @@ class JsonFormatter(logging.Formatter):
 def redact(line: str) -> str:
     from django.conf import settings
 
-    key = getattr(settings, "UPSTREAM_API_KEY", "")
-    return line.replace(key, "[redacted]") if key else line
+    from chat import redaction
+
+    return redaction.redact(line, getattr(settings, "UPSTREAM_API_KEY", ""))

@@ -8,13 +8,18 @@ asyncio's own loop (bench/results/README.md, seventh pass). On SIGTERM or
 SIGINT each running reply saves its text so far, marked interrupted, before
 the worker exits; without that a restart loses what came since the last
 checkpoint. What is loaded at start is frozen out of the garbage collector's
-full collections.
+full collections. A socket frame over GLMWEB_MAX_FRAME_BYTES closes the socket
+with 1009 and a reason (docs/protocol.md), where daphne alone has a limit of
+its own and drops the TCP connection without a word.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import sys
+from typing import Any
 
 from twisted.internet import asyncioreactor
 from twisted.internet.defer import Deferred
@@ -38,7 +43,28 @@ def main() -> None:
     # as long as the worker: a full collection scanning them stalled every
     # stream for ~0.1 s.
     reactor.callWhenRunning(gc.freeze)
-    CommandLineInterface.entrypoint()
+    cli = CommandLineInterface()
+    # Before the first connection: the server and its factory exist by now.
+    reactor.callWhenRunning(close_oversized_frames, cli)
+    cli.run([*frame_limit_options(), *sys.argv[1:]])
+
+
+def frame_limit_options() -> list[str]:
+    """daphne's frame limits set to GLMWEB_MAX_FRAME_BYTES (options given after it win)."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glmweb.settings")
+    from django.conf import settings
+
+    limit = str(settings.GLMWEB_MAX_FRAME_BYTES)
+    return ["--websocket-max-message-size", limit, "--websocket-max-frame-size", limit]
+
+
+def close_oversized_frames(cli: Any) -> None:
+    """A frame over the limit gets a close frame (1009 and a reason), not a dropped connection.
+
+    autobahn fails a connection by dropping it (failByDrop) unless told
+    otherwise; daphne leaves that as it is.
+    """
+    cli.server.ws_factory.setProtocolOptions(failByDrop=False)
 
 
 def install_write_through() -> None:

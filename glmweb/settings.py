@@ -153,13 +153,15 @@ GLMWEB_DATABASE_THREADS = env_int("GLMWEB_DATABASE_THREADS", 2)
 # as is all this needs: a socket that misses an event sees a gap in seq and
 # asks for a snapshot, and a turn's text is saved whatever the layer does.
 REDIS_URL = env_str("REDIS_URL")
+# Of the layer's channels and of the socket counts (chat.socket_counts).
+REDIS_PREFIX = env_str("REDIS_PREFIX", "glmweb")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS_URL],
-                "prefix": env_str("REDIS_PREFIX", "glmweb"),
+                "prefix": REDIS_PREFIX,
             },
         }
     }
@@ -215,7 +217,9 @@ GLMWEB_ADMIN_CAN_READ_CONVERSATIONS = env_bool("GLMWEB_ADMIN_CAN_READ_CONVERSATI
 GLMWEB_LIMIT_TOKENS_PER_DAY = env_int("GLMWEB_LIMIT_TOKENS_PER_DAY", 0)
 GLMWEB_LIMIT_TOKENS_PER_MONTH = env_int("GLMWEB_LIMIT_TOKENS_PER_MONTH", 0)
 GLMWEB_LIMIT_REPLIES_PER_MINUTE = env_int("GLMWEB_LIMIT_REPLIES_PER_MINUTE", 0)
-GLMWEB_LIMIT_CONCURRENT_GENERATIONS = env_int("GLMWEB_LIMIT_CONCURRENT_GENERATIONS", 0)
+# Three replies at once by default: one person's many tabs don't take every
+# upstream connection.
+GLMWEB_LIMIT_CONCURRENT_GENERATIONS = env_int("GLMWEB_LIMIT_CONCURRENT_GENERATIONS", 3)
 
 # --- Internationalisation and static files ------------------------------------
 
@@ -274,8 +278,12 @@ UPSTREAM_CONNECT_TIMEOUT = env_float("UPSTREAM_CONNECT_TIMEOUT", 10.0)
 UPSTREAM_CHUNK_TIMEOUT = env_float("UPSTREAM_CHUNK_TIMEOUT", 60.0)
 # Longest a whole reply may take, first byte to last.
 UPSTREAM_DEADLINE = env_float("UPSTREAM_DEADLINE", 600.0)
-UPSTREAM_MAX_RETRIES = env_int("UPSTREAM_MAX_RETRIES", 3)
-UPSTREAM_MAX_RETRY_WAIT = env_float("UPSTREAM_MAX_RETRY_WAIT", 20.0)
+# Retries before the first token: 5xx and connection failures up to
+# UPSTREAM_MAX_RETRIES times; a 429 once, if its Retry-After is this short.
+UPSTREAM_MAX_RETRIES = env_int("UPSTREAM_MAX_RETRIES", 2)
+UPSTREAM_RETRY_AFTER_MAX_SECONDS = env_float(
+    "UPSTREAM_RETRY_AFTER_MAX_SECONDS", env_float("UPSTREAM_MAX_RETRY_WAIT", 10.0)
+)
 UPSTREAM_MAX_CONNECTIONS = env_int("UPSTREAM_MAX_CONNECTIONS", 1000)
 UPSTREAM_KEEPALIVE_CONNECTIONS = env_int("UPSTREAM_KEEPALIVE_CONNECTIONS", 20)
 
@@ -313,7 +321,10 @@ GLMWEB_DEMO_MODEL = not UPSTREAM_API_KEY
 # --- Chat limits --------------------------------------------------------------
 
 GLMWEB_MAX_MESSAGE_CHARS = env_int("GLMWEB_MAX_MESSAGE_CHARS", 100_000)
+# In UTF-8 bytes. glmweb.serve gives daphne the same limit: a bigger frame
+# closes the socket with 1009 and a reason (docs/protocol.md).
 GLMWEB_MAX_FRAME_BYTES = env_int("GLMWEB_MAX_FRAME_BYTES", 512 * 1024)
+# Counted across the workers with Redis (chat.socket_counts).
 GLMWEB_MAX_SOCKETS_PER_USER = env_int("GLMWEB_MAX_SOCKETS_PER_USER", 20)
 GLMWEB_CHECKPOINT_SECONDS = env_float("GLMWEB_CHECKPOINT_SECONDS", 2.0)
 # A reply still marked streaming with no checkpoint for this long is dead.

@@ -276,7 +276,7 @@ async def test_bad_edit_and_switch_frames_get_clear_errors(alice, fake) -> None:
     cases = [
         ({"message": first[0]["user_message"]["id"], "content": "  "}, "empty_message"),
         ({"message": first[0]["reply"], "content": "Edit a reply?"}, "not_found"),
-        ({"message": "not-an-id", "content": "x"}, "not_found"),
+        ({"message": "not-an-id", "content": "x"}, "bad_frame"),
         ({"message": 7, "content": "x"}, "bad_frame"),
     ]
     for fields, code in cases:

@@ -48,10 +48,11 @@ async def refused(socket, content: str = "Over the limit?", **kwargs) -> dict:
 
 async def test_the_daily_token_limit_refuses_before_the_upstream(alice, fake, settings):
     settings.GLMWEB_LIMIT_TOKENS_PER_DAY = 1000
-    await spent_today(alice, 999)
+    await spent_today(alice, 990)
     socket = await open_socket(alice)
-    assert (await socket.turn("Still one token left"))[-1]["type"] == "done"
+    assert (await socket.turn("Ten left"))[-1]["type"] == "done"
     assert len(fake.requests) == 1
+    assert fake.requests[0]["max_tokens"] == 4  # ten left, less the prompt's six
 
     error = await refused(socket)
 

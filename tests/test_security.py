@@ -51,7 +51,11 @@ async def connect_with_cookie(cookie: str) -> tuple[bool, int | None]:
     communicator = WebsocketCommunicator(
         application,
         "/ws/chat/",
-        headers=[(b"origin", b"http://127.0.0.1"), (b"cookie", cookie.encode())],
+        headers=[
+            (b"origin", b"http://127.0.0.1"),
+            (b"host", b"127.0.0.1"),
+            (b"cookie", cookie.encode()),
+        ],
     )
     connected, code = await communicator.connect()
     if connected:

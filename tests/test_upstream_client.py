@@ -220,7 +220,7 @@ async def test_429_with_retry_after_is_retried(fake: FakeUpstream) -> None:
 async def test_429_with_long_retry_after_fails_at_once(fake: FakeUpstream) -> None:
     fake.scenario = Scenario(status=429, retry_after="120")
     started = time.monotonic()
-    _, error = await collect_until_error(make_config(fake, max_retry_wait=5))
+    _, error = await collect_until_error(make_config(fake, retry_after_max=5))
     assert isinstance(error, RateLimited)
     assert error.retry_after == 120
     assert time.monotonic() - started < 1
