@@ -9,7 +9,7 @@
 Each page is rendered in-process through Django's test client (no network),
 logged in as a superuser: a few warm-up runs, then `--runs` timed runs. It also
 times the usage figures computed straight from the messages, the alternative
-to the ledger (chat.usage), to show why the ledger exists. Target: < 300 ms.
+to the ledger (chat.usage.ledger), to show why the ledger exists. Target: < 300 ms.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.fake_upstream import Scenario, content_tokens
 from bench.servers import cpu_seconds, rss_bytes
-from chat.fake_upstream import Scenario, content_tokens
 
 EVENT_TIMEOUT = 20.0
 OPEN_AT_ONCE = 50

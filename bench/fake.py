@@ -1,6 +1,6 @@
 """The project's fake upstream in its own process, logging when it sends each token.
 
-`python -m bench.fake --port P` serves `chat.fake_upstream.FakeUpstream` and adds
+`python -m bench.fake --port P` serves `bench.fake_upstream.FakeUpstream` and adds
 one control endpoint, `GET /_fake/sendlog`: for every streamed reply since the
 last call, the `time.monotonic()` at which each content token was written to
 the socket, keyed by the request's last message. CLOCK_MONOTONIC is
@@ -15,8 +15,8 @@ import asyncio
 import time
 from typing import Any
 
-from chat import fake_upstream
-from chat.fake_upstream import FakeUpstream
+from bench import fake_upstream
+from bench.fake_upstream import FakeUpstream
 
 SEND_LOG: dict[str, list[float]] = {}
 

@@ -3,8 +3,8 @@
 glmweb has no query log to read from outside, so this process loads the same
 settings (same environment, same database), runs real turns through the ASGI
 app with channels' WebsocketCommunicator against the same fake upstream, and
-counts queries with Django's CaptureQueriesContext on each of chat.db's
-database threads (as tests/conftest.py's QueryCounter does). It also
+counts queries with Django's CaptureQueriesContext on database_sync_to_async's
+thread (as tests/conftest.py's QueryCounter does). It also
 seeds the long conversation whose page the benchmark then times over HTTP.
 
 `python -m bench.inproc --owner USERNAME --messages 1000` prints JSON.
@@ -26,6 +26,7 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glmweb.settings")
 django.setup()
 
+from channels.db import database_sync_to_async  # noqa: E402
 from channels.testing import WebsocketCommunicator  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
@@ -33,7 +34,6 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from chat import db  # noqa: E402
 from chat.models import Conversation, Message  # noqa: E402
 from glmweb.asgi import application  # noqa: E402
 
@@ -79,7 +79,7 @@ async def turn_queries(cookie: str, tokens: int, delay: float) -> dict[str, Any]
         "content": f"[[fake {knobs}]] count my queries",
         "client_id": uuid.uuid4().hex,
     }
-    await db.on_every_thread(start_capturing)
+    await database_sync_to_async(start_capturing)()
     await communicator.send_to(text_data=json.dumps(frame))
     deltas = 0
     while True:
@@ -87,7 +87,7 @@ async def turn_queries(cookie: str, tokens: int, delay: float) -> dict[str, Any]
         deltas += event["type"] == "delta"
         if event["type"] in ("done", "error"):
             break
-    queries = [sql for sqls in await db.on_every_thread(captured) for sql in sqls]
+    queries = await database_sync_to_async(captured)()
     await communicator.disconnect()
     return {
         "tokens": tokens,

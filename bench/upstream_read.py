@@ -1,30 +1,24 @@
-"""`python -m bench.upstream_read`: what reading a streamed reply costs, layer by layer.
+"""`python -m bench.upstream_read`: what reading a streamed reply costs, and where.
 
 The relay's CPU per token is mostly spent reading the upstream. This measures
 that part alone, in this process, against the fake upstream in its own process:
-N streams of T tokens at R tokens a second, read four ways, each timed by this
-process's CPU time per token. The ways add one layer at a time:
+N streams of T tokens at R tokens a second, read two ways, each timed by this
+process's CPU time per token:
 
-- asyncio: a bare asyncio Protocol that only counts what arrives (the floor);
-- asyncio, paced: the same, but after each read the socket is left alone for
-  the coalescing interval, so the kernel joins the tokens that arrive meanwhile;
-- httpx: httpx's streamed body, as it comes (what glmweb used before), no parsing;
-- glmweb: `chat.upstream.stream_chat_batches`, the relay's own reader, typed events out;
-- glmweb, paced: the same with the relay's `read_interval`: the socket is read
-  at most once per frame interval, and what came meanwhile in one go.
+- httpx: httpx's streamed body as it comes (`aiter_bytes`), no parsing: the floor;
+- glmweb: `chat.upstream.stream_chat_batches` on the same httpx client path,
+  with the SSE parsing, the watchdog and typed events out.
 
-Only differences measured in one run mean anything: the machine is shared.
+The difference is glmweb's own cost per token. Only differences measured in
+one run mean anything: the machine is shared, so the ways are interleaved.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
-import json
 import resource
 import time
-import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import httpx
@@ -32,9 +26,6 @@ import httpx
 from bench.drive import Plan
 from bench.servers import fake_upstream
 from chat import upstream
-
-LAST_CHUNK = b"0\r\n\r\n"
-PACE_SECONDS = 0.05
 
 
 def cpu_seconds() -> float:
@@ -45,47 +36,6 @@ def cpu_seconds() -> float:
 def request_body(plan: Plan) -> dict[str, object]:
     _, content = plan.message()
     return {"model": "glm-5", "stream": True, "messages": [{"role": "user", "content": content}]}
-
-
-class Counting(asyncio.Protocol):
-    """Counts reads until the body's last chunk; paced, it pauses after each read."""
-
-    def __init__(self, pace: float) -> None:
-        self.pace = pace
-        self.reads = 0
-        self.done = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: asyncio.Transport = transport  # type: ignore[assignment]
-
-    def data_received(self, data: bytes) -> None:
-        self.reads += 1
-        if data.endswith(LAST_CHUNK):
-            self.done.set_result(None)
-        elif self.pace:
-            self.transport.pause_reading()
-            asyncio.get_running_loop().call_later(self.pace, self.transport.resume_reading)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-
-async def read_with_protocol(url: str, body: dict[str, object], pace: float) -> int:
-    parts = urllib.parse.urlsplit(url)
-    payload = json.dumps(body).encode()
-    head = (
-        f"POST {parts.path}/chat/completions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
-    )
-    loop = asyncio.get_running_loop()
-    transport, protocol = await loop.create_connection(
-        lambda: Counting(pace), parts.hostname, parts.port
-    )
-    transport.write(head.encode() + payload)
-    await protocol.done
-    transport.close()
-    return protocol.reads
 
 
 async def read_with_httpx(
@@ -122,21 +72,13 @@ async def run(
     url: str, streams: int, tokens: int, delay: float, rounds: int
 ) -> dict[str, list[dict[str, float]]]:
     config = upstream.UpstreamConfig(base_url=url, api_key="bench-key")
-    paced = dataclasses.replace(config, read_interval=PACE_SECONDS)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=20)
-    client = httpx.AsyncClient(limits=limits, trust_env=False)
+    # The very client stream_chat_batches uses: the two ways differ only above it.
+    client = upstream.get_client(config)
 
     plan = Plan(tokens, delay)
     ways: dict[str, Callable[[], Awaitable[int]]] = {
-        "asyncio": lambda: read_with_protocol(url, request_body(plan), 0),
-        f"asyncio, paced {PACE_SECONDS * 1000:.0f} ms": lambda: read_with_protocol(
-            url, request_body(plan), PACE_SECONDS
-        ),
         "httpx": lambda: read_with_httpx(client, config, request_body(plan)),
         "glmweb": lambda: read_with_glmweb(config, request_body(plan)),
-        f"glmweb, paced {PACE_SECONDS * 1000:.0f} ms": lambda: read_with_glmweb(
-            paced, request_body(plan)
-        ),
     }
     results: dict[str, list[dict[str, float]]] = {name: [] for name in ways}
     # Interleaved, so a machine that slows down mid-run slows every way alike.
@@ -144,7 +86,6 @@ async def run(
         for name, read_one in ways.items():
             results[name].append(await one_round(read_one, streams, tokens))
     await upstream.close_clients()
-    await client.aclose()
     return results
 
 

@@ -53,7 +53,8 @@ class ConversationSettings:
 
 
 def models() -> list[Model]:
-    return [Model(**model) for model in settings.GLMWEB_MODELS]
+    entries: list[dict[str, Any]] = settings.GLMWEB_MODELS
+    return [Model(**entry) for entry in entries]
 
 
 def model_named(name: str) -> Model | None:

@@ -15,7 +15,7 @@ _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        entry = {
+        entry: dict[str, object] = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
@@ -32,6 +32,6 @@ class JsonFormatter(logging.Formatter):
 def redact(line: str) -> str:
     from django.conf import settings
 
-    from chat import redaction
+    from chat.upstream import redaction
 
     return redaction.redact(line, getattr(settings, "UPSTREAM_API_KEY", ""))

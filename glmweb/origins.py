@@ -73,7 +73,8 @@ def _trusted(origin: str) -> bool:
 def _origin(scope: dict[str, Any]) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"origin":
-            return value.decode("latin1")
+            origin: str = value.decode("latin1")
+            return origin
     return None
 
 

@@ -3,14 +3,15 @@
     python -m glmweb.serve -b 127.0.0.1 -p 8001 glmweb.asgi:application
 
 Takes daphne's options. uvloop runs the event loop under twisted's asyncio
-reactor: at 200 streams a worker spends 10-15 % less CPU per token than on
-asyncio's own loop (bench/results/README.md, seventh pass). On SIGTERM or
-SIGINT each running reply saves its text so far, marked interrupted, before
-the worker exits; without that a restart loses what came since the last
-checkpoint. What is loaded at start is frozen out of the garbage collector's
-full collections. A socket frame over GLMWEB_MAX_FRAME_BYTES closes the socket
-with 1009 and a reason (docs/protocol.md), where daphne alone has a limit of
-its own and drops the TCP connection without a word.
+reactor, installed as twisted documents it (asyncioreactor.install with a
+loop): at 200 streams a worker spends 10-15 % less CPU per token than on
+asyncio's own loop (docs/performance.md). On SIGTERM or SIGINT each running
+reply saves its text so far, marked interrupted, before the worker exits;
+without that a restart loses what came since the last checkpoint. What is
+loaded at start is frozen out of the garbage collector's full collections. A
+socket frame over GLMWEB_MAX_FRAME_BYTES closes the socket with 1009 and a
+reason (docs/protocol.md), where daphne alone has a limit of its own and drops
+the TCP connection without a word.
 """
 
 from __future__ import annotations
@@ -24,21 +25,15 @@ from typing import Any
 from twisted.internet import asyncioreactor
 from twisted.internet.defer import Deferred
 
-try:
-    import uvloop
-except ImportError:  # no uvloop on Windows: asyncio's loop
-    uvloop = None
-
 
 def main() -> None:
-    loop = uvloop.new_event_loop() if uvloop else asyncio.new_event_loop()
     # Before daphne is imported: it keeps an asyncio reactor already installed.
-    asyncioreactor.install(loop)
+    asyncioreactor.install(new_event_loop())  # type: ignore[no-untyped-call]
     from daphne.cli import CommandLineInterface
     from twisted.internet import reactor
 
-    install_write_through()
-    reactor.addSystemEventTrigger("before", "shutdown", save_running_turns)
+    # mypy reads twisted's zope interfaces' methods as if their first argument were self.
+    reactor.addSystemEventTrigger("before", "shutdown", save_running_turns)  # type: ignore[arg-type]
     # When the reactor starts Django and the application are loaded. They live
     # as long as the worker: a full collection scanning them stalled every
     # stream for ~0.1 s.
@@ -47,6 +42,14 @@ def main() -> None:
     # Before the first connection: the server and its factory exist by now.
     reactor.callWhenRunning(close_oversized_frames, cli)
     cli.run([*frame_limit_options(), *sys.argv[1:]])
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # no uvloop on Windows: asyncio's loop
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def frame_limit_options() -> list[str]:
@@ -67,43 +70,9 @@ def close_oversized_frames(cli: Any) -> None:
     cli.server.ws_factory.setProtocolOptions(failByDrop=False)
 
 
-def install_write_through() -> None:
-    """Send what is written to a TCP connection at once when nothing waits before it.
-
-    Twisted keeps every write until the socket is next reported writable:
-    each frame of a stream registered the socket with the event loop, waited
-    a turn of the loop, sent, and unregistered it. When nothing is buffered
-    the bytes can go straight to the socket, as asyncio's transports do; what
-    the socket doesn't take, and every write while something is buffered,
-    goes the old way, in order. TLS in the worker keeps Twisted's path.
-    """
-    from twisted.internet import tcp
-
-    buffered_write = tcp.Connection.write
-
-    def write(self: tcp.Connection, data: bytes) -> None:
-        if (
-            type(data) is bytes
-            and self.connected
-            and not (self.disconnecting or self._writeDisconnected or self.TLS)
-            and not self._tempDataLen
-            and self.offset == len(self.dataBuffer)
-        ):
-            try:
-                sent = self.socket.send(data)
-            except OSError:  # would block; a lost connection is found by the old way
-                sent = 0
-            if sent == len(data):
-                return
-            data = data[sent:]
-        buffered_write(self, data)
-
-    tcp.Connection.write = write
-
-
 def save_running_turns() -> Deferred[None]:
     # Imported only now: daphne has set Django up by loading the application.
-    from chat.generation import interrupt_running_turns
+    from chat.turns.runner import interrupt_running_turns
 
     return Deferred.fromFuture(asyncio.ensure_future(interrupt_running_turns()))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import socket
-import sys
 from pathlib import Path
 
 import dj_database_url
@@ -109,7 +108,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "chat.context_processors.glmweb",
+                "chat.web.context_processors.glmweb",
             ],
         },
     },
@@ -124,8 +123,6 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"]["ENGINE"] = "glmweb.postgresql"  # see its base.py
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Many chats starting at once on SQLite: WAL lets readers run beside the
     # writer, IMMEDIATE takes the write lock at BEGIN (no upgrade deadlocks),
@@ -138,13 +135,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-# On PostgreSQL a worker's database calls share this many threads, each with
-# its own connection (chat.db); on SQLite they take turns on one.
-GLMWEB_DATABASE_THREADS = env_int("GLMWEB_DATABASE_THREADS", 2)
-
 # --- Channel layer ------------------------------------------------------------
 
-# A turn's events reach the sockets of its own process directly (chat.relay);
+# A turn's events reach the sockets of its own process directly (chat.turns.relay);
 # the layer carries only what other workers need: stop and snapshot requests,
 # each turn's start and end, and the events of turns that a socket elsewhere
 # follows. On Redis it is the Pub/Sub layer: a group message is one PUBLISH
@@ -153,7 +146,7 @@ GLMWEB_DATABASE_THREADS = env_int("GLMWEB_DATABASE_THREADS", 2)
 # as is all this needs: a socket that misses an event sees a gap in seq and
 # asks for a snapshot, and a turn's text is saved whatever the layer does.
 REDIS_URL = env_str("REDIS_URL")
-# Of the layer's channels and of the socket counts (chat.socket_counts).
+# Of the layer's channels and of the socket counts (chat.live.socket_counts).
 REDIS_PREFIX = env_str("REDIS_PREFIX", "glmweb")
 if REDIS_URL:
     CHANNEL_LAYERS = {
@@ -324,7 +317,7 @@ GLMWEB_MAX_MESSAGE_CHARS = env_int("GLMWEB_MAX_MESSAGE_CHARS", 100_000)
 # In UTF-8 bytes. glmweb.serve gives daphne the same limit: a bigger frame
 # closes the socket with 1009 and a reason (docs/protocol.md).
 GLMWEB_MAX_FRAME_BYTES = env_int("GLMWEB_MAX_FRAME_BYTES", 512 * 1024)
-# Counted across the workers with Redis (chat.socket_counts).
+# Counted across the workers with Redis (chat.live.socket_counts).
 GLMWEB_MAX_SOCKETS_PER_USER = env_int("GLMWEB_MAX_SOCKETS_PER_USER", 20)
 GLMWEB_CHECKPOINT_SECONDS = env_float("GLMWEB_CHECKPOINT_SECONDS", 2.0)
 # A reply still marked streaming with no checkpoint for this long is dead.
@@ -336,19 +329,6 @@ GLMWEB_STALE_STREAM_SECONDS = env_float("GLMWEB_STALE_STREAM_SECONDS", 30.0)
 GLMWEB_COALESCE_SECONDS = env_float("GLMWEB_COALESCE_SECONDS", 0.05)
 # A socket's session check holds this long: a logout ends it at its next frame after.
 GLMWEB_SESSION_RECHECK_SECONDS = env_float("GLMWEB_SESSION_RECHECK_SECONDS", 2.0)
-# The event loop and the database thread take turns on the GIL. Python lets a
-# busy thread keep it 5 ms before handing over, and the database thread asks
-# again after every query: under load a turn's start and save crawl. 1 ms keeps
-# them moving (bench: 500 streams on PostgreSQL, 92 % -> 100 % delivered). SQLite's
-# one thread asks after each of a start's dozen library calls, so 50 us there:
-# 200 starts at once, last first token +365 -> +264 ms, CPU per token no higher.
-# PostgreSQL's two threads ask less often and work longer; at 50-200 us they
-# held up the loop (per-token p99 up to 155 ms against 57), so 1 ms stays.
-GLMWEB_GIL_SWITCH_SECONDS = env_float(
-    "GLMWEB_GIL_SWITCH_SECONDS",
-    0.00005 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 0.001,
-)
-sys.setswitchinterval(GLMWEB_GIL_SWITCH_SECONDS)
 # Names this worker process in the database so that, restarted under the same
 # name, it marks the replies it was streaming as interrupted at once. Give each
 # worker its own stable name (docs/deploy.md); without one, a worker behind Redis

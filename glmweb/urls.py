@@ -2,8 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from chat import accounts
-from chat import views as chat_views
+from chat.web.views import accounts, health
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -20,6 +19,6 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
-    path("healthz", chat_views.healthz, name="healthz"),
-    path("", include("chat.urls")),
+    path("healthz", health.healthz, name="healthz"),
+    path("", include("chat.web.urls")),
 ]

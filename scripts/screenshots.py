@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
-from chat.fake_upstream import FakeUpstream, Scenario  # noqa: E402
+from bench.fake_upstream import FakeUpstream, Scenario  # noqa: E402
 from tests.servers import PASSWORD, glmweb_app  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chat.fake_upstream import FakeUpstream
+from bench.fake_upstream import FakeUpstream
 from tests.servers import glmweb_app
 
 CHROMIUM = "/usr/bin/chromium"

@@ -22,8 +22,8 @@ from django.db import connection, connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from chat import db, generation
-from chat.fake_upstream import FakeUpstream, Scenario
+from bench.fake_upstream import FakeUpstream, Scenario
+from chat.turns import runner
 
 PASSWORD = "a long enough test password 1"
 EVENT_TIMEOUT = 10
@@ -38,7 +38,7 @@ def fresh_channel_layer() -> None:
     # Each test runs in its own event loop; the in-memory layer's queues must
     # not outlive it.
     channel_layers.backends.clear()
-    generation.RUNNING.clear()
+    runner.RUNNING.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -65,14 +65,12 @@ def close_connections_of_the_database_thread(
     django_db_setup: None, django_db_blocker: Any
 ) -> Iterator[None]:
     # database_sync_to_async, awaited in a test's own event loop, runs on
-    # asgiref's one executor thread and keeps a connection there, as does each
-    # of chat.db's threads on PostgreSQL; close them before the test database
-    # is dropped. (Under async_to_sync it would run on this thread and close
-    # the wrong connection.)
+    # asgiref's one executor thread and keeps a connection there; close it
+    # before the test database is dropped. (Under async_to_sync it would run on
+    # this thread and close the wrong connection.)
     yield
     with django_db_blocker.unblock():
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
-        db.close_connections()
 
 
 def make_user(username: str, **fields: Any) -> Any:
@@ -190,18 +188,18 @@ def text_of(events: list[dict[str, Any]], field: str = "content") -> str:
 
 
 class QueryCounter:
-    """Counts the queries of code that reaches the database through chat.db's
-    threads: each thread captures its own, and the counts add up."""
+    """Counts the queries of code that reaches the database through
+    database_sync_to_async: they run on its thread, which captures them."""
 
     count = 0
     captures = threading.local()
 
     async def __aenter__(self) -> QueryCounter:
-        await db.on_every_thread(self._start)
+        await database_sync_to_async(self._start)()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.count = sum(await db.on_every_thread(self._finish))
+        self.count = await database_sync_to_async(self._finish)()
 
     def _start(self) -> None:
         self.captures.context = CaptureQueriesContext(connection)

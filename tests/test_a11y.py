@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.fake_upstream import Scenario
+from bench.fake_upstream import Scenario
 from tests.browser import *  # noqa: F403 (fixtures)
 from tests.browser import needs_chromium, sign_up
 from tests.servers import ROOT

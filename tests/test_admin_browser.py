@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from chat.fake_upstream import FakeUpstream
+from bench.fake_upstream import FakeUpstream
 from tests.servers import PASSWORD, App, glmweb_app
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from chat.fake_upstream import Scenario, content_tokens
+from bench.fake_upstream import Scenario, content_tokens
 from chat.models import Conversation, Message
 from tests.conftest import open_socket, text_of
 from tests.servers import transcript_in

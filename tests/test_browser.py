@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
+from bench.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.browser import *  # noqa: F403 (fixtures)
 from tests.browser import (
     last_reply,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
+from bench.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.browser import *  # noqa: F403 (fixtures)
 from tests.browser import last_reply, needs_chromium, sign_up, wait_until_ready
 from tests.servers import ROOT, glmweb_app

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from chat.fake_upstream import Scenario
+from bench.fake_upstream import Scenario
 from tests.browser import *  # noqa: F403 (fixtures)
 from tests.browser import last_reply, needs_chromium, sign_up, wait_until_ready
 

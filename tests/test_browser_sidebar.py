@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from chat.fake_upstream import FakeUpstream, Scenario
+from bench.fake_upstream import FakeUpstream, Scenario
 from tests.browser import *  # noqa: F403 (fixtures)
 from tests.browser import needs_chromium, sign_up, wait_until_ready
 from tests.servers import glmweb_app

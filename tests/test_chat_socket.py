@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.fake_upstream import Scenario, content_tokens, reasoning_tokens
+from bench.fake_upstream import Scenario, content_tokens, reasoning_tokens
 from chat.models import Conversation, Message
 from tests.conftest import QueryCounter, open_socket, text_of
 

@@ -1,7 +1,7 @@
 """Fitting a model's context: what is sent upstream when the history is too long.
 
 The estimate is about four characters a token plus four per message
-(chat.generation.estimate_tokens): a 400-character message counts 104 tokens.
+(chat.turns.context.estimate_tokens): a 400-character message counts 104 tokens.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Conversation, Message
-from chat.transcript import transcript
+from chat.web.transcript import transcript
 from tests.conftest import open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)

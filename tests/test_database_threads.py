@@ -1,67 +1,27 @@
-"""Where database calls from the event loop run (chat.db): side by side on
-PostgreSQL, each thread with its own connection; taking turns on one thread on
-SQLite. The PostgreSQL tests run whenever DATABASE_URL points at it (.ci/run
-always sets it)."""
+"""Where database calls from the event loop run: channels' database_sync_to_async,
+one thread, never the event loop's; and chat.turns.batching, which runs the calls
+that queue while a batch runs as one."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 
 import pytest
-from django.db import connection
+from channels.db import database_sync_to_async
 
-from chat.db import batched, database_call
-
-on_postgresql = os.environ.get("DATABASE_URL", "").startswith("postgres")
+from chat.turns.batching import batched
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@database_call
-def backend_pid() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        return cursor.fetchone()[0]
-
-
-@pytest.mark.skipif(not on_postgresql, reason="needs DATABASE_URL on PostgreSQL")
-async def test_on_postgresql_a_call_runs_while_another_waits() -> None:
-    waiting_started, other_ran = threading.Event(), threading.Event()
-
-    @database_call
-    def wait_for_the_other() -> bool:
-        waiting_started.set()
-        return other_ran.wait(timeout=5)
-
-    @database_call
-    def run() -> None:
-        other_ran.set()
-
-    waiting = asyncio.ensure_future(wait_for_the_other())
-    assert await asyncio.to_thread(waiting_started.wait, 5)
-    await run()
-
-    assert await waiting  # one after the other, it would wait its 5 s and fail
-
-
-@pytest.mark.skipif(not on_postgresql, reason="needs DATABASE_URL on PostgreSQL")
-async def test_on_postgresql_each_thread_keeps_its_own_connection() -> None:
-    rounds = [await asyncio.gather(backend_pid(), backend_pid()) for _ in range(3)]
-
-    assert len(set(rounds[0])) == 2  # two threads, two connections
-    assert all(sorted(pids) == sorted(rounds[0]) for pids in rounds)  # reused, not reopened
-
-
-@pytest.mark.skipif(on_postgresql, reason="SQLite takes one writer at a time anyway")
-async def test_on_sqlite_calls_take_turns_on_one_thread() -> None:
-    thread = database_call(threading.get_ident)
+async def test_calls_take_turns_on_one_thread_apart_from_the_event_loop() -> None:
+    thread = database_sync_to_async(threading.get_ident)
 
     idents = await asyncio.gather(*(thread() for _ in range(4)))
 
     assert len(set(idents)) == 1
-    assert idents[0] != threading.get_ident()  # never the event loop's
+    assert idents[0] != threading.get_ident()
 
 
 async def test_calls_queued_while_a_batch_runs_run_as_the_next_batch() -> None:
@@ -86,3 +46,27 @@ async def test_calls_queued_while_a_batch_runs_run_as_the_next_batch() -> None:
     assert outcomes[0] == 20 and outcomes[2] == 40
     assert isinstance(outcomes[1], ValueError)  # only its own call fails
     assert batches == [[1], [2, -3, 4]]
+
+
+async def test_a_batch_that_fails_fails_each_of_its_calls() -> None:
+    def broken(calls: list[tuple[int]]) -> list[int | Exception]:
+        raise ConnectionError("the database went away")
+
+    call = batched(broken)
+    outcomes = await asyncio.gather(call(1), call(2), return_exceptions=True)
+
+    assert all(isinstance(outcome, ConnectionError) for outcome in outcomes)
+
+
+async def test_a_call_as_a_batch_ends_still_runs() -> None:
+    """A call made the moment the previous batch answered gets a runner of its own.
+
+    The private scheduler this replaced counted a finished runner until its done
+    callback ran, a loop turn after the caller woke up: a call in between waited
+    for the next call, and the quick benchmark's second burst got no event for 20 s.
+    """
+    call = batched(lambda calls: [number for (number,) in calls])
+
+    assert await call(1) == 1
+    async with asyncio.timeout(2):  # awaited in this task's step, not in a new task
+        assert await call(2) == 2

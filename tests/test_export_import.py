@@ -10,10 +10,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
-from chat import usage
-from chat.exporting import CONVERSATION_FORMAT
 from chat.models import Conversation, DailyUsage, Message
-from chat.transcript import visible_branch
+from chat.usage import ledger as usage
+from chat.web.exporting import CONVERSATION_FORMAT
+from chat.web.transcript import visible_branch
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chat.fake_upstream import FakeUpstream, Scenario, content_tokens, reasoning_tokens
+from bench.fake_upstream import FakeUpstream, Scenario, content_tokens, reasoning_tokens
 
 HEADERS = {"Authorization": "Bearer sk-test"}
 MESSAGES = [{"role": "user", "content": "hello there"}]

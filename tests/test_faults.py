@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.fake_upstream import Scenario, content_tokens
+from bench.fake_upstream import Scenario, content_tokens
 from chat.models import Message
 from tests.conftest import open_socket, text_of
 

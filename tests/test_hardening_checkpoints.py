@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
+from bench.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.conftest import open_socket
 from tests.servers import RemoteSocket, glmweb_app, login_cookie, transcript_of
 

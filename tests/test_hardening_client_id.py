@@ -13,9 +13,9 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from chat import generation
-from chat.fake_upstream import Scenario
+from bench.fake_upstream import Scenario
 from chat.models import Conversation, Message
+from chat.turns import starting
 from tests.conftest import open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,7 +51,7 @@ def test_copies_of_a_frame_on_two_connections_start_one_turn(
         def send(_: int, client_id: str = client_id, barrier: Any = barrier) -> Any:
             try:
                 barrier.wait()
-                return generation.begin_send(alice.id, None, "Only once", client_id, {})
+                return starting.begin_send(alice.id, None, "Only once", client_id, {})
             finally:
                 connection.close()
 
@@ -73,7 +73,7 @@ async def test_copies_of_a_frame_from_two_sockets_make_one_request(
     fake.scenario = Scenario(tokens=20, delay=0.01)  # the turn still runs when its copy comes
     first, second = await open_socket(alice), await open_socket(alice)
     # At once, or the second just after the first began (then the two starts
-    # don't share a batch: on PostgreSQL they run on two database threads).
+    # don't share a batch: the second waits for the first's).
     for round_, lag in enumerate([0, 0.001, 0.002, 0.003, 0.005, 0.008]):
         client_id = f"both-sockets-{round_}"
 
@@ -95,13 +95,13 @@ async def test_copies_of_a_frame_from_two_sockets_make_one_request(
 
 def test_a_client_id_is_one_turn_across_conversations(alice: Any, bob: Any) -> None:
     """A frame replayed into another conversation is the same turn, not a new one."""
-    first = generation.begin_send(alice.id, None, "Hello", "once", {})
+    first = starting.begin_send(alice.id, None, "Hello", "once", {})
     Message.objects.filter(id=first.reply_id).update(status=Message.Status.COMPLETE)
-    other = generation.begin_send(alice.id, None, "Another chat", "other", {})
+    other = starting.begin_send(alice.id, None, "Another chat", "other", {})
     Message.objects.filter(id=other.reply_id).update(status=Message.Status.COMPLETE)
 
-    again = generation.begin_send(alice.id, str(other.conversation_id), "Hello", "once", {})
-    bobs = generation.begin_send(bob.id, None, "Hello", "once", {})
+    again = starting.begin_send(alice.id, str(other.conversation_id), "Hello", "once", {})
+    bobs = starting.begin_send(bob.id, None, "Hello", "once", {})
 
     assert (again.reply_id, again.is_new) == (first.reply_id, False)
     assert bobs.is_new  # bob's client ids are his own

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
+from bench.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.conftest import hosted
 from tests.servers import App, RemoteSocket, glmweb_app, login_cookie, transcript_of
 

@@ -17,8 +17,8 @@ from channels.db import database_sync_to_async
 from django.test import Client
 from django.urls import reverse
 
-from chat import generation
 from chat.models import Conversation, Message
+from chat.turns import starting
 from tests.conftest import open_socket
 from tests.servers import App, RemoteSocket, glmweb_app, login_cookie
 
@@ -116,7 +116,7 @@ async def test_a_failing_handler_answers_server_error_and_the_socket_stays(
     def broken(*args: object) -> str:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(generation, "switch_branch", broken)
+    monkeypatch.setattr(starting, "switch_branch", broken)
     await socket.send(type="switch", conversation=conversation, leaf=conversation)
 
     error = await socket.event()

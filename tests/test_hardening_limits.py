@@ -14,9 +14,10 @@ from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
-from chat import generation, limits
-from chat.fake_upstream import Scenario
+from bench.fake_upstream import Scenario
 from chat.models import DailyUsage, Message
+from chat.turns import starting
+from chat.usage import limits
 from tests.conftest import open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,8 +162,8 @@ def test_starts_on_eight_connections_hold_no_more_than_the_limit(alice: Any, set
     def send(index: int) -> Any:
         try:
             barrier.wait()
-            return generation.begin_send(alice.id, None, "Quick one", f"start-{index}", {})
-        except generation.TurnRefused as refusal:
+            return starting.begin_send(alice.id, None, "Quick one", f"start-{index}", {})
+        except starting.TurnRefused as refusal:
             return refusal.code
         finally:
             connection.close()
@@ -170,7 +171,7 @@ def test_starts_on_eight_connections_hold_no_more_than_the_limit(alice: Any, set
     with ThreadPoolExecutor(8) as pool:
         outcomes = list(pool.map(send, range(8)))
 
-    turns = [outcome for outcome in outcomes if isinstance(outcome, generation.Turn)]
+    turns = [outcome for outcome in outcomes if isinstance(outcome, starting.Turn)]
     assert len(turns) == 1 and outcomes.count("limit_reached") == 7
     held = Message.objects.filter(status=Message.Status.STREAMING).aggregate(
         total=Sum("reserved_tokens")

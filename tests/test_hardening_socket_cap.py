@@ -18,7 +18,7 @@ import redis
 import websockets
 from django.conf import settings as django_settings
 
-from chat import socket_counts
+from chat.live import socket_counts
 from tests.conftest import hosted, open_socket
 from tests.servers import App, RemoteSocket, glmweb_app, login_cookie
 

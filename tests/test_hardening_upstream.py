@@ -16,10 +16,9 @@ from django.urls import reverse
 # Loaded now: loading the ASGI app runs django.setup(), which configures logging
 # afresh and would drop caplog's handler in the first test that opens a socket.
 import glmweb.asgi  # noqa: F401
-from chat import titles
-from chat.fake_upstream import FakeUpstream, Scenario
+from bench.fake_upstream import FakeUpstream, Scenario
 from chat.models import Message
-from chat.redaction import redact
+from chat.turns import titles
 from chat.upstream import (
     ChatRequest,
     RateLimited,
@@ -31,6 +30,7 @@ from chat.upstream import (
     stream_chat,
     wait_in_words,
 )
+from chat.upstream.redaction import redact
 from tests.conftest import make_user, open_socket
 
 # A Zhipu/GLM key: a 32-hex id, a dot, the secret.

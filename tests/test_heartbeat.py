@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from chat import heartbeat
 from chat.models import Conversation, Message, Worker
+from chat.turns import heartbeat
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,9 @@ from channels.db import database_sync_to_async
 from django.db import connection
 from django.utils import timezone
 
-from chat import generation
-from chat.fake_upstream import Scenario
+from bench.fake_upstream import Scenario
 from chat.models import DailyUsage, UserLimits
+from chat.turns import starting
 from tests.conftest import open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -144,9 +144,9 @@ def test_racing_sends_cannot_slip_past_the_concurrency_limit(alice, settings) ->
     def send(index: int) -> str:
         try:
             barrier.wait()
-            generation.begin_send(alice.id, None, f"Race {index}", f"race-{index}", {})
+            starting.begin_send(alice.id, None, f"Race {index}", f"race-{index}", {})
             return "started"
-        except generation.TurnRefused as refusal:
+        except starting.TurnRefused as refusal:
             return refusal.code
         finally:
             connection.close()

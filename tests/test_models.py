@@ -1,4 +1,4 @@
-"""chat.models.insert_new saves what the ORM would have saved."""
+"""Message.objects.insert_new saves what the ORM would have saved."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from chat.models import Conversation, Message, insert_new
+from chat.models import Conversation, Message
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,8 @@ def test_inserted_rows_read_back_as_the_orm_saves_them(alice: Any) -> None:
         Message(conversation=by_insert, role="assistant", status="streaming", worker="w1"),
     )
     answer.parent = question
-    insert_new([by_insert], [question, answer])  # on PostgreSQL, one round trip
+    # On PostgreSQL, one round trip.
+    Message.objects.insert_new([question, answer], new_conversation=by_insert)
 
     assert not by_insert._state.adding
     conversation = saved(by_insert)

@@ -15,13 +15,12 @@ from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels_redis.pubsub import RedisPubSubChannelLayer
 
-from chat.fake_upstream import Scenario, content_tokens
-from chat.generation import control_group
+from bench.fake_upstream import Scenario, content_tokens
+from chat.turns.control import control_group
 from tests.conftest import (
     QueryCounter,
     hosted,
     open_socket,
-    session_cookie,
     text_of,
     wait_for,
 )
@@ -228,111 +227,6 @@ async def test_frames_close_together_share_one_session_check(
     await socket.close()
 
 
-@pytest.fixture
-def trips(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The functions run on the database thread, one entry a trip."""
-    from asgiref.sync import SyncToAsync
-
-    trips: list[str] = []
-    run_there = SyncToAsync.thread_handler
-
-    def noting_trips(self: SyncToAsync, *args: Any, **kwargs: Any) -> Any:
-        trips.append(self.func.__name__)
-        return run_there(self, *args, **kwargs)
-
-    monkeypatch.setattr(SyncToAsync, "thread_handler", noting_trips)
-    return trips
-
-
-async def test_frames_that_need_no_database_make_no_trip_to_its_thread(
-    alice: Any, settings: Any, trips: list[str]
-) -> None:
-    settings.GLMWEB_SESSION_RECHECK_SECONDS = 60
-    first = await open_socket(alice)  # the worker's recovery runs at its first socket
-    del trips[:]
-    socket = await open_socket(alice)
-    nowhere = "00000000-0000-0000-0000-000000000000"
-    await socket.send(type="leave", conversation=nowhere)
-    await socket.send(type="nonsense")
-    assert (await socket.event())["code"] == "bad_frame"
-    before = list(trips)
-
-    for _ in range(5):
-        await socket.send(type="leave", conversation=nowhere)
-    await socket.send(type="nonsense")
-    assert (await socket.event())["code"] == "bad_frame"
-    assert "logins_valid" in before  # the first frame's check, counted
-    assert "recover_once" not in before
-    assert trips == before
-    await socket.close()
-    await first.close()
-
-
-async def test_sockets_checking_their_logins_at_once_share_one_trip(
-    alice: Any, bob: Any, settings: Any, trips: list[str]
-) -> None:
-    settings.GLMWEB_SESSION_RECHECK_SECONDS = 0  # every frame is checked
-    sockets = [await open_socket(user) for user in (alice, alice, bob, bob, bob)]
-    del trips[:]
-
-    for socket in sockets:
-        await socket.send(type="nonsense")
-    for socket in sockets:
-        assert (await socket.event())["code"] == "bad_frame"
-
-    assert trips == ["logins_valid"]  # five logins, one trip
-    for socket in sockets:
-        await socket.close()
-
-
-async def test_sockets_of_one_login_share_its_check_for_the_recheck_time(
-    alice: Any, settings: Any, trips: list[str]
-) -> None:
-    settings.GLMWEB_SESSION_RECHECK_SECONDS = 60
-    cookie = await database_sync_to_async(session_cookie)(alice)
-    first_tab, second_tab = [await open_socket(alice, cookie=cookie) for _ in range(2)]
-    other_login = await open_socket(alice)
-    del trips[:]
-
-    for socket in (first_tab, second_tab, other_login):
-        await socket.send(type="nonsense")
-        assert (await socket.event())["code"] == "bad_frame"
-
-    assert trips == ["logins_valid", "logins_valid"]  # the second tab's answer was shared
-    for socket in (first_tab, second_tab, other_login):
-        await socket.close()
-
-
-async def test_a_frame_waits_for_its_logins_check_already_on_the_way(
-    alice: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from chat import logins
-
-    settings.GLMWEB_SESSION_RECHECK_SECONDS = 60
-    check = logins.logins_valid
-    gate, on_the_way, checked = asyncio.Event(), asyncio.Event(), []
-
-    async def slow_check(batch: list[Any]) -> list[bool]:
-        checked.append(len(batch))
-        on_the_way.set()
-        await gate.wait()
-        return await check(batch)
-
-    monkeypatch.setattr(logins, "logins_valid", slow_check)
-    cookie = await database_sync_to_async(session_cookie)(alice)
-    first_tab, second_tab = [await open_socket(alice, cookie=cookie) for _ in range(2)]
-    await first_tab.send(type="nonsense")
-    await asyncio.wait_for(on_the_way.wait(), 5)
-    await second_tab.send(type="nonsense")
-    await asyncio.sleep(0.1)  # the second frame is read while the check is on its way
-
-    gate.set()
-    for socket in (first_tab, second_tab):
-        assert (await socket.event())["code"] == "bad_frame"
-        await socket.close()
-    assert checked == [1]
-
-
 @pytest.mark.parametrize("frame", ["join", "send"])
 async def test_a_logout_ends_the_socket_at_its_next_frame_after_the_recheck_time(
     alice: Any, fake: Any, settings: Any, frame: str
@@ -400,8 +294,8 @@ def _saved_texts(replies: list[str]) -> list[tuple[str, str]]:
 
 
 def test_a_checkpoint_saves_only_replies_still_streaming(alice: Any) -> None:
-    from chat.generation import save_checkpoints
     from chat.models import Conversation, Message
+    from chat.turns.saving import save_checkpoints
 
     conversation = Conversation.objects.create(owner=alice, title="Checkpoints")
     streaming, finished = (

@@ -3,9 +3,7 @@ saving the replies it streams when it is stopped."""
 
 from __future__ import annotations
 
-import contextlib
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chat.fake_upstream import FakeUpstream, Scenario, content_tokens
+from bench.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.conftest import text_of
 from tests.servers import RemoteSocket, free_port, glmweb_app, login_cookie, transcript_of
 
@@ -98,57 +96,3 @@ async def test_a_reply_streaming_when_its_worker_is_stopped_keeps_its_text(
         assert "restart" in reply["error_message"]
         assert len(reply["content"]) >= len(text_of(received))
         assert expected.startswith(reply["content"])
-
-
-class RecordingReactor:
-    """What a connection asks of the event loop, and nothing run."""
-
-    def __init__(self) -> None:
-        self.writers: list[object] = []
-
-    def addWriter(self, writer: object) -> None:
-        if writer not in self.writers:
-            self.writers.append(writer)
-
-    def removeWriter(self, writer: object) -> None:
-        if writer in self.writers:
-            self.writers.remove(writer)
-
-
-def test_a_write_goes_out_at_once_and_what_the_socket_cannot_take_waits_in_order(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from twisted.internet import tcp
-    from twisted.internet.protocol import Protocol
-
-    from glmweb.serve import install_write_through
-
-    monkeypatch.setattr(tcp.Connection, "write", tcp.Connection.write)  # undone after
-    install_write_through()
-    ours, peer = socket.socketpair()
-    reactor = RecordingReactor()
-    connection = tcp.Connection(ours, Protocol(), reactor=reactor)
-    connection.connected = True
-
-    connection.write(b"frame 1")
-    assert peer.recv(100) == b"frame 1"
-    assert reactor.writers == []  # sent without waiting for the loop
-
-    more_than_the_buffer = b"x" * 20_000_000
-    connection.write(more_than_the_buffer)
-    connection.write(b"frame 3")
-    assert reactor.writers == [connection]  # the rest waits for the socket
-
-    expected, received = more_than_the_buffer + b"frame 3", bytearray()
-    peer.setblocking(False)
-    for _ in range(10_000):  # the loop's turns, each reading what arrived
-        if len(received) == len(expected):
-            break
-        if reactor.writers:
-            connection.doWrite()
-        with contextlib.suppress(BlockingIOError):
-            received += peer.recv(100_000_000)
-    assert received == expected
-    assert reactor.writers == []
-    ours.close()
-    peer.close()

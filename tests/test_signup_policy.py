@@ -11,8 +11,8 @@ from django.test import Client
 from django.urls import reverse
 from django.utils.html import escape
 
-from chat.accounts import PENDING_MESSAGE
 from chat.models import SignupApproval
+from chat.web.views.accounts import PENDING_MESSAGE
 from tests.conftest import PASSWORD, make_user
 
 pytestmark = pytest.mark.django_db

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from channels.db import database_sync_to_async
 
-from chat import titles, usage
-from chat.fake_upstream import Scenario
+from bench.fake_upstream import Scenario
 from chat.models import Conversation, DailyUsage, Message
+from chat.turns import titles
+from chat.usage import ledger as usage
 from tests.conftest import open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -1,4 +1,4 @@
-"""Sends that arrive together start together: chat.generation.begin_sends saves
+"""Sends that arrive together start together: chat.turns.starting.begin_sends saves
 them in one transaction, and a refusal or a failure stays that send's own."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
-from chat import generation
 from chat.models import Conversation, Message, UserLimits
+from chat.turns import starting
 
 on_postgresql = os.environ.get("DATABASE_URL", "").startswith("postgres")
 
@@ -22,7 +22,7 @@ def send(user: Any, content: str, client_id: str) -> tuple[Any, ...]:
     return (user.id, None, content, client_id, {})
 
 
-def transactions_of(replies: list[generation.Turn]) -> int:
+def transactions_of(replies: list[starting.Turn]) -> int:
     """How many transactions wrote these replies."""
     ids = [turn.reply_id for turn in replies]
     with connection.cursor() as cursor:
@@ -36,7 +36,7 @@ def test_a_batch_of_sends_is_one_transaction(alice: Any, bob: Any) -> None:
     sends = [send(alice, "One", "a1"), send(bob, "Two", "b1"), send(alice, "Three", "a2")]
 
     with CaptureQueriesContext(connection) as queries:
-        turns = generation.begin_sends(sends)
+        turns = starting.begin_sends(sends)
 
     assert [turn.user_message["content"] for turn in turns] == ["One", "Two", "Three"]
     if on_postgresql:
@@ -53,16 +53,16 @@ def test_a_batch_of_sends_is_one_transaction(alice: Any, bob: Any) -> None:
 
 def test_a_refused_send_writes_nothing_and_the_others_start(alice: Any, bob: Any) -> None:
     UserLimits.objects.create(user=bob, concurrent_generations=1)
-    busy = generation.begin_send(*send(bob, "Already running", "b0"))
+    busy = starting.begin_send(*send(bob, "Already running", "b0"))
     sends = [
         send(alice, "Hello", "a1"),
         send(bob, "One more", "b1"),
         send(alice, "Hello", "a1"),  # the same frame again, as after a reconnect
     ]
 
-    first, refused, again = generation.begin_sends(sends)
+    first, refused, again = starting.begin_sends(sends)
 
-    assert isinstance(refused, generation.TurnRefused)
+    assert isinstance(refused, starting.TurnRefused)
     assert refused.code == "limit_reached"
     assert first.is_new and not again.is_new
     assert again.reply_id == first.reply_id
@@ -76,7 +76,7 @@ def test_a_failed_send_fails_alone(alice: Any, bob: Any) -> None:
     nobody = type(alice)(id=alice.id + bob.id + 1000)  # no such user: its rows break a key
     sends = [send(alice, "Mine", "a1"), send(nobody, "Lost", "n1"), send(bob, "Yours", "b1")]
 
-    mine, failed, yours = generation.begin_sends(sends)
+    mine, failed, yours = starting.begin_sends(sends)
 
     assert isinstance(failed, IntegrityError)
     assert mine.user_message["content"] == "Mine"

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chat.fake_upstream import FakeUpstream, Scenario, content_tokens, reasoning_tokens
+from bench.fake_upstream import FakeUpstream, Scenario, content_tokens, reasoning_tokens
 from chat.upstream import (
     AuthError,
     BadRequest,

@@ -15,9 +15,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat import usage
-from chat.fake_upstream import Scenario, prompt_tokens_for
+from bench.fake_upstream import Scenario, prompt_tokens_for
 from chat.models import Conversation, DailyUsage, Message
+from chat.usage import figures
+from chat.usage import ledger as usage
 from tests.conftest import make_user, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -124,7 +125,7 @@ def test_deleting_a_conversation_keeps_its_tokens_counted(alice) -> None:
     )
     usage.record_reply(reply.id)
     conversation.delete()
-    assert usage.windows_for(alice.id).today.total == 3
+    assert figures.windows_for(alice.id).today.total == 3
 
 
 def add_usage(
@@ -150,15 +151,15 @@ def test_windows_cover_today_seven_thirty_days_and_all_time(alice) -> None:
     add_usage(alice, 29, 10_000, 1000)
     add_usage(alice, 30, 100_000, 10_000, estimated=50)
 
-    windows = usage.windows_for(alice.id)
+    windows = figures.windows_for(alice.id)
     assert (windows.today.prompt, windows.today.completion, windows.today.total) == (10, 1, 11)
     assert windows.week.total == 121
     assert windows.month30.total == 12_221
     assert windows.all_time.total == 122_221
     assert (windows.estimated_tokens, windows.estimated_replies) == (50, 1)
-    models = {row["model"]: row["total"] for row in usage.by_model(alice.id)}
+    models = {row["model"]: row["total"] for row in figures.by_model(alice.id)}
     assert models == {"glm-5": 121_121, "glm-4.6": 1100}
-    days = usage.daily(alice.id)
+    days = figures.daily(alice.id)
     assert len(days) == 30 and days[-1].day == timezone.localdate()
     assert [d.total for d in days if d.total] == [11_000, 1100, 110, 11]
 

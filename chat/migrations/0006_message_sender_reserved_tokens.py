@@ -46,7 +46,7 @@ class Migration(migrations.Migration):
                 default=0,
                 help_text="Tokens a reply may use (its prompt and max tokens), held against its "
                 "owner's token limits while it streams; its saved usage replaces them "
-                "(chat.limits).",
+                "(chat.usage.limits).",
             ),
         ),
         migrations.AddField(

@@ -1,4 +1,4 @@
-"""Workers' heartbeats (chat.heartbeat): how other workers tell a killed one within seconds."""
+"""Workers' heartbeats (chat.turns.heartbeat): how other workers tell a killed one within seconds."""
 
 from django.db import migrations, models
 

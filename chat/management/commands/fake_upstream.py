@@ -1,4 +1,8 @@
-"""`manage.py fake_upstream`: run the fake Chat Completions server until killed."""
+"""`manage.py fake_upstream`: run the fake Chat Completions server until killed.
+
+The fake is a test and bench tool (bench/fake_upstream.py): it is imported
+only when this command runs, never by the app.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,30 @@ import dataclasses
 import types
 import typing
 from argparse import ArgumentParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.management.base import BaseCommand
 
-from chat.fake_upstream import FakeUpstream, Scenario
+if TYPE_CHECKING:
+    from bench.fake_upstream import FakeUpstream
 
 
 def _value_type(annotation: str) -> type:
-    hints = typing.get_type_hints(Scenario)
-    hint = hints[annotation]
+    from bench.fake_upstream import Scenario
+
+    hint = typing.get_type_hints(Scenario)[annotation]
     if isinstance(hint, types.UnionType):
-        return next(arg for arg in typing.get_args(hint) if arg is not type(None))
+        hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    assert isinstance(hint, type)
     return hint
 
 
 class Command(BaseCommand):
-    help = "Run a fake OpenAI-compatible upstream (see chat/fake_upstream.py for the knobs)."
+    help = "Run a fake OpenAI-compatible upstream (see bench/fake_upstream.py for the knobs)."
 
     def add_arguments(self, parser: ArgumentParser) -> None:
+        from bench.fake_upstream import Scenario
+
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=9999)
         parser.add_argument(
@@ -40,6 +49,8 @@ class Command(BaseCommand):
                 parser.add_argument(flag, type=kind, default=field.default)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        from bench.fake_upstream import FakeUpstream, Scenario
+
         scenario = Scenario(**{f.name: options[f.name] for f in dataclasses.fields(Scenario)})
         fake = FakeUpstream(scenario, require_key=not options["no_require_key"])
         asyncio.run(self._serve(fake, options["host"], options["port"]))

@@ -25,8 +25,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import models, transaction
 from django.utils import timezone
 
-from chat import usage
 from chat.models import Conversation, Message
+from chat.usage import ledger as usage
 
 MODELS = [("glm-5", 0.6), ("glm-4.6", 0.25), ("glm-4.5-air", 0.15)]
 # (status, finish_reason, estimated, share)
@@ -69,6 +69,7 @@ def given_timestamps(*model_classes: type[models.Model]) -> Iterator[None]:
     for model in model_classes:
         for name in ("created_at", "updated_at"):
             field = model._meta.get_field(name)
+            assert isinstance(field, models.DateField)
             saved.append((field, field.auto_now, field.auto_now_add))
             field.auto_now = field.auto_now_add = False
     try:

@@ -1,0 +1,43 @@
+"""The chat page: a new chat, or one of your conversations with its whole transcript."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+
+from chat.models import Conversation
+from chat.turns.recovery import recover_once
+from chat.web import sidebar
+from chat.web.transcript import transcript
+from chat.web.views.access import AuthenticatedHttpRequest, get_conversation_for_user
+
+
+@never_cache
+@login_required
+def home(request: AuthenticatedHttpRequest) -> HttpResponse:
+    return _chat_page(request, None)
+
+
+@never_cache
+@login_required
+def conversation(request: AuthenticatedHttpRequest, conversation_id: uuid.UUID) -> HttpResponse:
+    return _chat_page(request, get_conversation_for_user(request, conversation_id))
+
+
+def _chat_page(
+    request: AuthenticatedHttpRequest, conversation: Conversation | None
+) -> HttpResponse:
+    recover_once()
+    context = {
+        "sidebar": sidebar.sidebar_page(request.user),
+        "conversation": conversation,
+        "transcript": transcript(conversation) if conversation else [],
+        "model_name": conversation.model if conversation else settings.UPSTREAM_MODEL,
+        "max_message_chars": settings.GLMWEB_MAX_MESSAGE_CHARS,
+    }
+    return render(request, "chat/chat.html", context)
