@@ -7,7 +7,9 @@ process's CPU time per token:
 
 - httpx: httpx's streamed body as it comes (`aiter_bytes`), no parsing: the floor;
 - glmweb: `chat.upstream.stream_chat_batches` on the same httpx client path,
-  with the SSE parsing, the watchdog and typed events out.
+  with the SSE parsing, the watchdog and typed events out;
+- glmweb paced: the same, each connection read at most once per 50 ms
+  (`read_interval`, as the worker reads: `GLMWEB_COALESCE_SECONDS`).
 
 The difference is glmweb's own cost per token. Only differences measured in
 one run mean anything: the machine is shared, so the ways are interleaved.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -72,6 +75,7 @@ async def run(
     url: str, streams: int, tokens: int, delay: float, rounds: int
 ) -> dict[str, list[dict[str, float]]]:
     config = upstream.UpstreamConfig(base_url=url, api_key="bench-key")
+    paced = dataclasses.replace(config, read_interval=0.05)
     # The very client stream_chat_batches uses: the two ways differ only above it.
     client = upstream.get_client(config)
 
@@ -79,6 +83,7 @@ async def run(
     ways: dict[str, Callable[[], Awaitable[int]]] = {
         "httpx": lambda: read_with_httpx(client, config, request_body(plan)),
         "glmweb": lambda: read_with_glmweb(config, request_body(plan)),
+        "glmweb paced": lambda: read_with_glmweb(paced, request_body(plan)),
     }
     results: dict[str, list[dict[str, float]]] = {name: [] for name in ways}
     # Interleaved, so a machine that slows down mid-run slows every way alike.

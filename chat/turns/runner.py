@@ -132,7 +132,7 @@ class TurnRunner:
     _pending_reasoning: list[str] = field(default_factory=list)
     # The next delta may leave at once from this loop time; a timer sends it otherwise.
     _next_frame_at: float = 0.0
-    _frame_timer: asyncio.TimerHandle | None = None
+    _frame_timer: asyncio.Handle | None = None
     _ids: dict[str, str] = field(init=False)
     # Sockets on other workers that asked for this turn's events (their layer channels).
     followers: set[str] = field(default_factory=set)
@@ -244,7 +244,9 @@ class TurnRunner:
             return  # this window's frame is already due
         loop = asyncio.get_running_loop()
         if loop.time() >= self._next_frame_at:
-            self._send_frame()
+            # Soon, not now: the chunks of one network read come as batches one after
+            # another in this loop turn, and leave together.
+            self._frame_timer = loop.call_soon(self._send_frame)
         else:
             self._frame_timer = loop.call_at(self._next_frame_at, self._send_frame)
 

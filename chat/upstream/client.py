@@ -4,6 +4,9 @@ The client trusts the environment (`HTTPS_PROXY`, `NO_PROXY`, `SSL_CERT_FILE`,
 `SSL_CERT_DIR`) and takes its timeouts and pool limits from the
 `UpstreamConfig`. A streamed body is read as httpx hands it over, each read
 parsed at once: `stream_chat_batches` yields the events of one read together.
+With no proxy in the environment the client's transport is
+`chat.upstream.pacing.PacedTransport`, and once a reply flows its connection
+is read at most once per `UpstreamConfig.read_interval`.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import urllib.request
 import weakref
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AsyncExitStack, aclosing
 from typing import Any, cast
 
@@ -32,9 +36,11 @@ from chat.upstream.errors import (
     error_from_response,
 )
 from chat.upstream.events import ChatRequest, Event, UpstreamConfig, Usage
+from chat.upstream.pacing import PacedTransport
 from chat.upstream.redaction import redact
 from chat.upstream.retries import Retries
 from chat.upstream.sse import SSEParser, completion_answer, completion_events
+from chat.upstream.watchdog import Watchdog
 
 logger = logging.getLogger("chat.upstream")
 
@@ -67,6 +73,11 @@ def get_client(config: UpstreamConfig) -> httpx.AsyncClient:
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     client = per_loop.get(shape)
     if client is None or client.is_closed:
+        limits = httpx.Limits(
+            max_connections=config.max_connections,
+            max_keepalive_connections=config.keepalive_connections,
+            keepalive_expiry=config.keepalive_expiry,
+        )
         client = per_loop[shape] = httpx.AsyncClient(
             trust_env=True,
             # No read timeout here: reads are timed by the chunk watchdog (which
@@ -74,13 +85,17 @@ def get_client(config: UpstreamConfig) -> httpx.AsyncClient:
             timeout=httpx.Timeout(
                 None, connect=config.connect_timeout, write=WRITE_TIMEOUT, pool=config.pool_timeout
             ),
-            limits=httpx.Limits(
-                max_connections=config.max_connections,
-                max_keepalive_connections=config.keepalive_connections,
-                keepalive_expiry=config.keepalive_expiry,
-            ),
+            limits=limits,
+            # httpx reads proxies from the environment only with its own transport:
+            # the paced one (which connects directly) only when there are none.
+            transport=None if _environment_names_a_proxy() else PacedTransport(limits),
         )
     return client
+
+
+def _environment_names_a_proxy() -> bool:
+    # What httpx reads too (urllib's *_PROXY variables); NO_PROXY alone names none.
+    return any(scheme != "no" for scheme in urllib.request.getproxies())
 
 
 async def close_clients() -> None:
@@ -94,6 +109,8 @@ def _headers(config: UpstreamConfig, *, stream: bool) -> dict[str, str]:
         "Accept": "text/event-stream" if stream else "application/json",
         "Content-Type": "application/json",
     }
+    if stream:  # read raw (`_body_parts`); a provider that encodes anyway is decoded
+        headers["Accept-Encoding"] = "identity"
     key = config.api_key.strip()
     if key:  # with no key the upstream answers 401, which names the problem
         headers["Authorization"] = f"Bearer {key}"
@@ -247,34 +264,57 @@ async def _read_batches(
 ) -> AsyncGenerator[list[Event], None]:
     """The events of each read, under the chunk watchdog and the deadline."""
     loop = asyncio.get_running_loop()
-    watch_at = min(deadline_at, loop.time() + config.chunk_timeout)
-    reads = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
-    async with aclosing(reads):
-        while True:
-            # Checked here too: a read of data already buffered never wakes the timeout.
-            if loop.time() >= watch_at and not parser.finished:
-                raise _timeout_error(loop.time() >= deadline_at, parser.data_lines)
-            try:
-                # A timeout here closes the response: the reply is given up.
-                async with asyncio.timeout_at(watch_at):
-                    data = await anext(reads, b"")
-            except TimeoutError:
-                if not parser.finished:
-                    raise _timeout_error(loop.time() >= deadline_at, parser.data_lines) from None
-                break  # a stall after the finish chunk loses nothing
-            if not data:
-                break
-            read_at = loop.time()
-            before = parser.data_lines
-            events = parser.feed(data)
-            if parser.data_lines != before:
-                watch_at = min(deadline_at, read_at + config.chunk_timeout)
-            if events:
-                yield events
-            if parser.pending_error is not None:
-                raise parser.pending_error
+    watchdog = Watchdog(min(deadline_at, loop.time() + config.chunk_timeout))
+    hold = _hold(response, config)
+    try:
+        async with aclosing(_body_parts(response)) as reads:
+            while True:
+                # Checked here too: a read of data already buffered never wakes the timer.
+                if loop.time() >= watchdog.at and not parser.finished:
+                    raise _timeout_error(loop.time() >= deadline_at, parser.data_lines)
+                try:
+                    # A timeout here closes the response: the reply is given up.
+                    with watchdog:
+                        data = await anext(reads, b"")
+                except TimeoutError:
+                    if not parser.finished:
+                        raise _timeout_error(
+                            loop.time() >= deadline_at, parser.data_lines
+                        ) from None
+                    break  # a stall after the finish chunk loses nothing
+                if not data:
+                    break
+                read_at = loop.time()
+                before = parser.data_lines
+                events = parser.feed(data)
+                if parser.data_lines != before:
+                    watchdog.at = min(deadline_at, read_at + config.chunk_timeout)
+                if hold is not None and not parser.finished:
+                    hold(read_at + config.read_interval)
+                if events:
+                    yield events
+                if parser.pending_error is not None:
+                    raise parser.pending_error
+    finally:
+        watchdog.close()
     if events := parser.close():
         yield events
+
+
+def _body_parts(response: httpx.Response) -> AsyncGenerator[bytes, None]:
+    """The body as it arrives: raw when it isn't encoded, a layer of httpx fewer."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    parts = response.aiter_raw() if encoding == "identity" else response.aiter_bytes()
+    return cast(AsyncGenerator[bytes, None], parts)
+
+
+def _hold(response: httpx.Response, config: UpstreamConfig) -> Callable[[float], None] | None:
+    """The connection's `hold(until)` when its reads may be paced (`chat.upstream.pacing`)."""
+    if not config.read_interval:
+        return None
+    stream = response.extensions.get("network_stream")
+    hold: Callable[[float], None] | None = getattr(stream, "hold", None)
+    return hold
 
 
 async def _read_body(response: httpx.Response) -> str:
