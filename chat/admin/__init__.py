@@ -4,11 +4,12 @@
 - usage.py          token usage per person, one person's page, the CSV export
 - users.py          per-person limits and the user list (limits inline, usage link)
 - signups.py        sign-ups waiting for approval and the approve action
+- announcements.py  banners for the chat page: audience, dates, dismissals, a preview
 
 May import chat.turns, chat.usage, chat.models and chat.text/markdown/params;
 never chat.live or chat.web.
 """
 
-from chat.admin import conversations, signups, usage, users
+from chat.admin import announcements, conversations, signups, usage, users
 
-__all__ = ["conversations", "signups", "usage", "users"]
+__all__ = ["announcements", "conversations", "signups", "usage", "users"]

@@ -1,11 +1,16 @@
 """The data, with its domain rules as methods: conversations and their message
 trees (the branch shown, titles, a reply's states), limits and the usage ledger,
-admin review, worker heartbeats.
+admin review, worker heartbeats, announcements and who dismissed them.
 
-May import Django, chat.text and chat.params; nothing else of chat. Django
+May import Django, chat.text, chat.params and chat.markdown; nothing else of chat. Django
 finds every model through this module.
 """
 
+from chat.models.announcements import (
+    Announcement,
+    AnnouncementDismissal,
+    AnnouncementQuerySet,
+)
 from chat.models.conversations import Conversation, ConversationQuerySet, Preset
 from chat.models.messages import INTERRUPTED_MESSAGE, Message, MessageQuerySet
 from chat.models.review import ConversationAccess, SignupApproval
@@ -14,6 +19,9 @@ from chat.models.workers import Worker
 
 __all__ = [
     "INTERRUPTED_MESSAGE",
+    "Announcement",
+    "AnnouncementDismissal",
+    "AnnouncementQuerySet",
     "Conversation",
     "ConversationAccess",
     "ConversationQuerySet",

@@ -1,4 +1,5 @@
-"""The chat page: a new chat, or one of your conversations with its whole transcript."""
+"""The chat page: a new chat, or one of your conversations with its whole transcript,
+under the announcements you haven't dismissed."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from chat.models import Conversation
+from chat.models import Announcement, Conversation
 from chat.turns.recovery import recover_once
 from chat.web import sidebar
 from chat.web.transcript import transcript
@@ -39,5 +41,6 @@ def _chat_page(
         "transcript": transcript(conversation) if conversation else [],
         "model_name": conversation.model if conversation else settings.UPSTREAM_MODEL,
         "max_message_chars": settings.GLMWEB_MAX_MESSAGE_CHARS,
+        "announcements": list(Announcement.objects.active_for(request.user, timezone.now())),
     }
     return render(request, "chat/chat.html", context)
