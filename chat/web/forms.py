@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
@@ -19,3 +19,10 @@ class SignupForm(UserCreationFormBase):
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username",)
+
+    def validate_password_for_user(
+        self, user: Any, password_field_name: str = "password1", **kwargs: Any
+    ) -> None:
+        # Django reports "too short" or "too common" under the confirmation field;
+        # the rules are about the password itself, so they go beside it.
+        super().validate_password_for_user(user, password_field_name=password_field_name, **kwargs)
