@@ -24,5 +24,7 @@ class SignupForm(UserCreationFormBase):
         self, user: Any, password_field_name: str = "password1", **kwargs: Any
     ) -> None:
         # Django reports "too short" or "too common" under the confirmation field;
-        # the rules are about the password itself, so they go beside it.
-        super().validate_password_for_user(user, password_field_name=password_field_name, **kwargs)
+        # the rules are about the password itself, so they go beside it. (Django
+        # 5.1's SetPasswordMixin has the hook; django-stubs 6.1 doesn't know it yet.)
+        validate = super().validate_password_for_user  # type: ignore[misc]
+        validate(user, password_field_name=password_field_name, **kwargs)
