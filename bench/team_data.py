@@ -37,6 +37,8 @@ def insert_select(
     field's default for the rest, FROM `source`; how many rows went in."""
     columns, expressions, defaults = [], [], []
     for field in model._meta.concrete_fields:
+        if isinstance(field, models.AutoField) and field.column not in given:
+            continue  # the database numbers it
         columns.append(field.column)
         if field.column in given:
             expressions.append(given[field.column])
@@ -113,16 +115,17 @@ def _key(kind: str, group_name: str, number: str) -> str:
 
 
 def _moment(conversation: str) -> str:
-    """When conversation number `conversation` started: spread over the last DAYS days."""
+    """When conversation number `conversation` started: spread over the last DAYS days
+    (hashtext: a person's conversations, every 1,000th number, on days all over)."""
     return (
-        f"now() - (mod({conversation}, {DAYS}) || ' days')::interval"
-        f" - (mod({conversation}, 600) || ' minutes')::interval"
+        f"now() - (mod(abs(hashtext('d' || {conversation})), {DAYS}) || ' days')::interval"
+        f" - (mod(abs(hashtext('t' || {conversation})), 600) || ' minutes')::interval"
     )
 
 
 def _model(conversation: str) -> str:
     names = ", ".join(f"'{name}'" for name in PRICES)
-    return f"(ARRAY[{names}])[1 + mod({conversation}, {len(PRICES)})]"
+    return f"(ARRAY[{names}])[1 + mod(abs(hashtext('m' || {conversation})), {len(PRICES)})]"
 
 
 def _conversations(count: int, people: int, group_name: str) -> None:

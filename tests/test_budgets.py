@@ -275,3 +275,16 @@ async def test_on_two_workers_a_spent_budget_refuses_before_any_upstream_request
         assert "monthly budget of 1.00 USD" in refusal["message"]
 
     assert loopback_fake.requests == []
+
+
+@pytest.mark.parametrize("bad", ["-1", "ten", "NaN", "inf"])
+def test_a_bad_default_budget_names_the_variable(monkeypatch: Any, bad: str) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from glmweb.settings import env_decimal
+
+    monkeypatch.setenv("GLMWEB_LIMIT_MONTHLY_BUDGET", bad)
+    with pytest.raises(ImproperlyConfigured, match="GLMWEB_LIMIT_MONTHLY_BUDGET"):
+        env_decimal("GLMWEB_LIMIT_MONTHLY_BUDGET", Decimal(0))
+    monkeypatch.setenv("GLMWEB_LIMIT_MONTHLY_BUDGET", "12.50")
+    assert env_decimal("GLMWEB_LIMIT_MONTHLY_BUDGET", Decimal(0)) == Decimal("12.50")

@@ -93,7 +93,9 @@ class DailyUsage(models.Model):
         verbose_name = "token usage"
         verbose_name_plural = "token usage"
         constraints = [
-            # One row per person, day and model; record_reply adds to it.
+            # One row per person, day and model; record_reply adds to it. Its index
+            # (user, day, ...) also answers a person's month (check_turn, the usage
+            # page) and a group's members over a window (chat.usage.reports).
             models.UniqueConstraint(fields=["user", "day", "model"], name="usage_user_day_model"),
         ]
         indexes = [
