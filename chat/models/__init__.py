@@ -1,6 +1,7 @@
 """The data, with its domain rules as methods: conversations and their message
 trees (the branch shown, titles, a reply's states), limits and the usage ledger,
-admin review, worker heartbeats, announcements and who dismissed them.
+the models offered and their prices, groups' models and limits, admin review,
+worker heartbeats, announcements and who dismissed them.
 
 May import Django, chat.text, chat.params and chat.markdown; nothing else of chat. Django
 finds every model through this module.
@@ -11,7 +12,9 @@ from chat.models.announcements import (
     AnnouncementDismissal,
     AnnouncementQuerySet,
 )
+from chat.models.catalog import ChatModel, ChatModelQuerySet
 from chat.models.conversations import Conversation, ConversationQuerySet, Preset
+from chat.models.groups import GroupPolicy
 from chat.models.messages import INTERRUPTED_MESSAGE, Message, MessageQuerySet
 from chat.models.review import ConversationAccess, SignupApproval
 from chat.models.usage import DailyUsage, UserLimits
@@ -22,10 +25,13 @@ __all__ = [
     "Announcement",
     "AnnouncementDismissal",
     "AnnouncementQuerySet",
+    "ChatModel",
+    "ChatModelQuerySet",
     "Conversation",
     "ConversationAccess",
     "ConversationQuerySet",
     "DailyUsage",
+    "GroupPolicy",
     "Message",
     "MessageQuerySet",
     "Preset",
