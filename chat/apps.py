@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 
@@ -25,3 +26,10 @@ def seed_models(sender: AppConfig, using: str = "default", **kwargs: Any) -> Non
     from chat.models import ChatModel
 
     ChatModel.objects.using(using).seed(settings.GLMWEB_MODELS)
+
+
+class AdminConfig(admin_apps.AdminConfig):
+    """Django's admin app with glmweb's site (its landing page: glmweb.admin_site)."""
+
+    default = False  # named in full in INSTALLED_APPS; "chat" alone is ChatConfig
+    default_site = "glmweb.admin_site.AdminSite"

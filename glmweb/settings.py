@@ -86,7 +86,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "chat.apps.AdminConfig",  # django.contrib.admin with glmweb's landing page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
