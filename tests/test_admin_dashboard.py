@@ -4,6 +4,7 @@ hour's provider errors, sign-ups waiting; only for staff; a few queries however 
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from chat.models import Conversation, DailyUsage, Message, SignupApproval
+from chat.models import ChatModel, Conversation, DailyUsage, Message, SignupApproval
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -32,8 +33,11 @@ def admin_client(root: Any) -> Client:
     return client
 
 
-def spend(user: Any, tokens: int, replies: int, days_ago: int = 0, model: str = "glm-5") -> None:
+def spend(
+    user: Any, tokens: int, replies: int, days_ago: int = 0, model: str = "glm-5", cost: str = "0"
+) -> None:
     DailyUsage.objects.create(
+        cost=Decimal(cost),
         user=user,
         day=timezone.localdate() - timedelta(days=days_ago),
         model=model,
@@ -84,6 +88,19 @@ def test_it_shows_todays_figures(admin_client: Client, alice: Any, bob: Any) -> 
     top = page[page.index("Most tokens today") :]
     assert top.index(">bob<") < top.index(">alice<")  # most tokens first
     assert 'data-figure="signups-waiting"' not in page  # none waiting: no card
+
+
+def test_it_shows_todays_cost_once_a_model_has_a_price(
+    admin_client: Client, alice: Any, bob: Any, settings: Any
+) -> None:
+    settings.GLMWEB_CURRENCY = "EUR"
+    spend(alice, 1000, 1, cost="0.012345")
+    spend(bob, 1000, 1, cost="1.5")
+    assert 'data-figure="cost-today"' not in admin_client.get(INDEX).content.decode()
+
+    ChatModel.objects.filter(name="glm-5").update(output_price_per_million=Decimal("2.50"))
+    page = admin_client.get(INDEX).content.decode()
+    assert figure(page, "cost-today") == "1.51 EUR"
 
 
 def test_it_points_to_signups_waiting(admin_client: Client) -> None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Count, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 
-from chat.models import DailyUsage, Message, SignupApproval
+from chat.models import ChatModel, DailyUsage, Message, SignupApproval
+from chat.usage.limits import money
 
 ERROR_WINDOW = timedelta(hours=1)
 TOP_PEOPLE = 5
@@ -37,6 +39,7 @@ class ErrorCount:
 class Dashboard:
     day: date
     tokens_today: int
+    cost_today: str | None  # None while no model has a price
     replies_today: int
     people_today: int
     streaming_now: int
@@ -53,12 +56,14 @@ def dashboard(now: datetime, today: date) -> Dashboard:
     totals = todays.aggregate(
         tokens=Sum("total_tokens", default=0),
         replies=Sum("replies", default=0),
+        cost=Sum("cost", default=Decimal(0)),
         people=Count("user", distinct=True),
     )
     errors = _errors_since(now - ERROR_WINDOW)
     return Dashboard(
         day=today,
         tokens_today=totals["tokens"],
+        cost_today=money(totals["cost"]) if _priced() else None,
         replies_today=totals["replies"],
         people_today=totals["people"],
         streaming_now=_streaming_now(now),
@@ -67,6 +72,12 @@ def dashboard(now: datetime, today: date) -> Dashboard:
         top_people=_top_people(todays),
         signups_waiting=SignupApproval.objects.filter(approved_at__isnull=True).count(),
     )
+
+
+def _priced() -> bool:
+    return ChatModel.objects.filter(
+        Q(input_price_per_million__isnull=False) | Q(output_price_per_million__isnull=False)
+    ).exists()
 
 
 def _streaming_now(now: datetime) -> int:
