@@ -8,7 +8,7 @@ finds every model through this module.
 
 from chat.models.conversations import Conversation, ConversationQuerySet, Preset
 from chat.models.messages import INTERRUPTED_MESSAGE, Message, MessageQuerySet
-from chat.models.review import ConversationAccess, SignupApproval
+from chat.models.review import ConversationAccess, SignupApproval, SignupPolicy
 from chat.models.usage import DailyUsage, UserLimits
 from chat.models.workers import Worker
 
@@ -22,6 +22,7 @@ __all__ = [
     "MessageQuerySet",
     "Preset",
     "SignupApproval",
+    "SignupPolicy",
     "UserLimits",
     "Worker",
 ]
