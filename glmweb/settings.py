@@ -256,6 +256,9 @@ SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_STORE_TOKENS = False
+# The callback URI sent to the provider: https in production even where a
+# request's scheme was not forwarded.
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 # The app lives here, not in the database: the environment is the configuration.
 SOCIALACCOUNT_PROVIDERS = {
     "openid_connect": {

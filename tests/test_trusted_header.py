@@ -6,16 +6,22 @@ logged. New people follow the sign-up policy; the groups header owns groups."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
+from http.cookies import SimpleCookie
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
 from bench.fake_upstream import FakeUpstream, Scenario, content_tokens
+from tests.browser import NGINX
 from tests.conftest import text_of
-from tests.servers import App, RemoteSocket, glmweb_app
+from tests.servers import ROOT, App, RemoteSocket, free_port, glmweb_app, wait_for_http
 
 HEADERS = {
     "GLMWEB_TRUSTED_USER_HEADER": "X-Forwarded-User",
@@ -151,3 +157,103 @@ def test_with_approval_a_stranger_waits_for_an_admin(approval) -> None:
         assert waiting.status_code == 403
         assert "Waiting for approval" in waiting.text
     assert user(approval, "grace") == {"active": False, "groups": []}
+
+
+# --- Through nginx and an auth_request proxy (docs/nginx/glmweb-auth-proxy.conf) ---
+
+
+class FakeAuthProxy(BaseHTTPRequestHandler):
+    """oauth2-proxy's auth_request answer: the cookie ``who`` is the signed-in person."""
+
+    def do_GET(self) -> None:
+        cookies = SimpleCookie(self.headers.get("Cookie", ""))
+        if self.path.startswith("/oauth2/auth") and "who" in cookies:
+            self.send_response(202)
+            self.send_header("X-Auth-Request-User", cookies["who"].value)
+            self.send_header("X-Auth-Request-Groups", "eng,staff")
+        elif self.path.startswith("/oauth2/auth"):
+            self.send_response(401)
+        else:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "13")
+            self.end_headers()
+            self.wfile.write(b"auth sign-in\n")
+            return
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def render_auth_proxy_config(folder: Path, listen: int, port: int, auth_port: int) -> Path:
+    server_block = (ROOT / "docs" / "nginx" / "glmweb-auth-proxy.conf").read_text()
+    for placeholder, value in {
+        "{{ servers }}": f"server 127.0.0.1:{port};",
+        "{{ listen }}": f"127.0.0.1:{listen}",
+        "{{ server_name }}": "127.0.0.1",
+        "{{ static_root }}": str(folder),
+        "{{ auth_proxy }}": f"127.0.0.1:{auth_port}",
+    }.items():
+        server_block = server_block.replace(placeholder, value)
+    (folder / "glmweb.conf").write_text(server_block)
+    temp = " ".join(
+        f"{kind}_temp_path {folder}/{kind};" for kind in ("client_body", "proxy", "fastcgi")
+    )
+    main = folder / "nginx.conf"
+    main.write_text(
+        f"worker_processes 1; daemon off; pid {folder}/nginx.pid;\n"
+        f"error_log {folder}/error.log warn;\n"
+        "events { worker_connections 256; }\n"
+        f"http {{ access_log off; {temp} uwsgi_temp_path {folder}/uwsgi; "
+        f"scgi_temp_path {folder}/scgi; include {folder}/glmweb.conf; }}\n"
+    )
+    return main
+
+
+@pytest.fixture(scope="module")
+def through_nginx(behind_proxy: App) -> Iterator[str]:
+    if not os.path.exists(NGINX):
+        pytest.skip("needs Debian's nginx (make test installs it as root)")
+    auth = ThreadingHTTPServer(("127.0.0.1", 0), FakeAuthProxy)
+    threading.Thread(target=auth.serve_forever, daemon=True).start()
+    with tempfile.TemporaryDirectory() as folder:
+        os.chmod(folder, 0o755)
+        listen = free_port()
+        config = render_auth_proxy_config(
+            Path(folder), listen, behind_proxy.ports["behind-proxy"], auth.server_address[1]
+        )
+        nginx = subprocess.Popen([NGINX, "-c", str(config)])
+        try:
+            wait_for_http(f"http://127.0.0.1:{listen}/oauth2/sign_in")
+            yield f"http://127.0.0.1:{listen}"
+        finally:
+            nginx.terminate()
+            nginx.wait(10)
+            auth.shutdown()
+
+
+async def test_through_nginx_a_clients_own_header_never_gets_through(
+    through_nginx, behind_proxy, fake
+) -> None:
+    fake.scenario = Scenario(tokens=20, reasoning_tokens=0)
+    forged = {"X-Forwarded-User": "root", "X-Forwarded-Groups": "admins"}
+    async with httpx.AsyncClient(base_url=through_nginx) as client:
+        stranger = await client.get("/", headers=forged)
+        assert stranger.text == "auth sign-in\n"
+
+        client.cookies.set("who", "ida")
+        home = await client.get("/", headers=forged)
+        assert '<span class="account-name">ida</span>' in home.text
+        cookie = client.cookies["sessionid"]
+
+    # The proxy's cookie rides along: nginx asks the proxy about the socket too.
+    socket = await RemoteSocket.open(through_nginx, f"{cookie}; who=ida")
+    await socket.send(type="send", conversation=None, content="Hi", client_id="ng1")
+    events = await socket.until("done")
+    await socket.close()
+
+    assert text_of(events) == "".join(content_tokens(fake.scenario))
+    assert user(behind_proxy, "ida") == {"active": True, "groups": ["eng", "staff"]}
+    assert user(behind_proxy, "root") is None
