@@ -6,6 +6,10 @@
     DATABASE_URL=... .venv/bin/python manage.py seed --users 1000 --messages 1000000 --days 90
     DATABASE_URL=... .venv/bin/python -m bench.admin_pages [--runs 20]
 
+    # A team: one group of 1,000 people with 1M messages, built in SQL (bench/team_data.py)
+    # on first use, then its tokens-and-cost report by person, model and day:
+    DATABASE_URL=... .venv/bin/python -m bench.admin_pages --team-only [--runs 20]
+
 Each page is rendered in-process through Django's test client (no network),
 logged in as a superuser: a few warm-up runs, then `--runs` timed runs. It also
 times the usage figures computed straight from the messages, the alternative
@@ -33,6 +37,7 @@ import django
 django.setup()
 
 from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
 from django.core.signals import request_finished, request_started  # noqa: E402
 from django.db import close_old_connections, connection  # noqa: E402
 from django.db.models import Count, Max, Q, Sum  # noqa: E402
@@ -40,6 +45,7 @@ from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench import team_data  # noqa: E402
 from chat.models import Conversation, DailyUsage, Message  # noqa: E402
 
 TARGET_MS = 300
@@ -108,6 +114,10 @@ def usage_from_messages() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--team", default="bench-team", help="The team's group name.")
+    parser.add_argument("--team-people", type=int, default=1000)
+    parser.add_argument("--team-messages", type=int, default=1_000_000)
+    parser.add_argument("--team-only", action="store_true", help="Time the team's pages only.")
     args = parser.parse_args()
     # As in Django's own test runner: keep one connection, so queries can be counted.
     request_started.disconnect(close_old_connections)
@@ -124,6 +134,10 @@ def main() -> int:
     )
     client = Client(HTTP_HOST="localhost")
     client.force_login(admin)
+    if connection.vendor == "postgresql":
+        team_pages(client, args)
+    if args.team_only:
+        return 0
     longest = (
         Conversation.objects.annotate(n=Count("messages")).order_by("-n").values("id", "n")[:1]
     )[0]
@@ -168,6 +182,36 @@ def main() -> int:
     print("\nFor comparison, without the ledger:")
     results.append(measure("usage figures aggregated from messages", usage_from_messages, 5))
     return 0
+
+
+def team_pages(client: Client, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The tokens-and-cost report for one group of --team-people with --team-messages."""
+    group = Group.objects.filter(name=args.team).first()
+    if group is None:
+        print(f"Building {args.team}: this takes a few minutes.")
+        group = team_data.build(args.team_people, args.team_messages, args.team)
+    members = group.user_set.count()
+    messages = Message.objects.filter(conversation__owner__groups=group).count()
+    ledger = DailyUsage.objects.filter(user__groups=group)
+    replies = Message.objects.filter(
+        conversation__owner__groups=group, role="assistant", total_tokens__isnull=False
+    ).aggregate(total=Sum("total_tokens"), count=Count("id"))
+    from_ledger = ledger.aggregate(total=Sum("total_tokens"), count=Sum("replies"))
+    assert from_ledger == replies, (from_ledger, replies)  # the ledger matches the messages
+    print(
+        f"team {group.name}: {members:,} people, {messages:,} messages, "
+        f"{ledger.count():,} ledger rows (their sums match the replies')"
+    )
+    report = reverse("admin:chat_dailyusage_report")
+    csv = reverse("admin:chat_dailyusage_report_csv")
+    results = []
+    for by in ("person", "model", "day"):
+        for window in ("month", "30d"):
+            url = f"{report}?by={by}&window={window}&group={group.pk}"
+            results.append(measure(f"team report by {by}, {window}", get(client, url), args.runs))
+    url = f"{csv}?by=person&window=30d&group={group.pk}"
+    results.append(measure("team report CSV by person, 30d", get(client, url), args.runs))
+    return results
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@ before anything is saved or sent.
 
 The same checks serve the settings view, presets, the ``send`` frame and
 imports. Errors are collected per field, so a form can show each next to its
-field.
+field. The models offered come in a ``Catalog``: the admin's enabled model rows
+(chat.models.ChatModel), read once per request or turn start by the caller.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -32,14 +35,72 @@ class InvalidParams(ValueError):
         self.errors = errors
 
 
+MILLION = Decimal(1_000_000)
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
     context_tokens: int
     thinking: bool
+    label: str = ""
+    # Money per million tokens; None: unknown or free (costs nothing).
+    input_price_per_million: Decimal | None = None
+    output_price_per_million: Decimal | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "context_tokens": self.context_tokens, "thinking": self.thinking}
+        return {
+            "name": self.name,
+            "label": self.label or self.name,
+            "context_tokens": self.context_tokens,
+            "thinking": self.thinking,
+        }
+
+    @property
+    def input_price(self) -> Decimal:
+        return self.input_price_per_million or Decimal(0)
+
+    @property
+    def output_price(self) -> Decimal:
+        return self.output_price_per_million or Decimal(0)
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> Decimal:
+        """What these tokens cost at this model's prices."""
+        return (prompt_tokens * self.input_price + completion_tokens * self.output_price) / MILLION
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The models offered, in the admin's order."""
+
+    models: tuple[Model, ...] = ()
+
+    def named(self, name: str) -> Model | None:
+        return next((model for model in self.models if model.name == name), None)
+
+    def names(self) -> list[str]:
+        return [model.name for model in self.models]
+
+    def default(self) -> str:
+        """UPSTREAM_MODEL while it is offered, else the first model offered."""
+        if self.named(settings.UPSTREAM_MODEL) or not self.models:
+            return str(settings.UPSTREAM_MODEL)
+        return self.models[0].name
+
+    def context_tokens(self, name: str) -> int:
+        """A model's context budget; a model no longer offered keeps the default's."""
+        model = self.named(name) or self.named(self.default())
+        return model.context_tokens if model else 128_000
+
+    def thinks(self, name: str) -> bool:
+        found = self.named(name)
+        return found is not None and found.thinking
+
+    def only(self, names: Collection[str] | None) -> Catalog:
+        """The models among ``names`` (None: all of them)."""
+        if names is None:
+            return self
+        return Catalog(tuple(model for model in self.models if model.name in names))
 
 
 @dataclass(frozen=True)
@@ -52,49 +113,48 @@ class ConversationSettings:
         return {"model": self.model, "system_prompt": self.system_prompt, "params": self.params}
 
 
-def models() -> list[Model]:
-    entries: list[dict[str, Any]] = settings.GLMWEB_MODELS
-    return [Model(**entry) for entry in entries]
+def catalog_from_settings(entries: list[dict[str, Any]]) -> Catalog:
+    """GLMWEB_MODELS as a catalog: what the admin's model rows are first seeded with."""
+    return Catalog(tuple(Model(**entry) for entry in entries))
 
 
-def model_named(name: str) -> Model | None:
-    return next((model for model in models() if model.name == name), None)
+def default_settings(catalog: Catalog) -> ConversationSettings:
+    """What a new conversation starts with (GLMWEB_DEFAULT_* settings).
 
-
-def context_tokens(name: str) -> int:
-    """A model's context budget; a model no longer offered keeps the default's."""
-    model = model_named(name) or model_named(settings.UPSTREAM_MODEL)
-    return model.context_tokens if model else 128_000
-
-
-def default_settings() -> ConversationSettings:
-    """What a new conversation starts with (GLMWEB_DEFAULT_* settings)."""
+    Thinking in GLMWEB_DEFAULT_PARAMS is dropped for a default model without the switch.
+    """
     try:
         params = json.loads(settings.GLMWEB_DEFAULT_PARAMS or "{}")
-        return clean_settings(
-            {
-                "model": settings.UPSTREAM_MODEL,
-                "system_prompt": settings.GLMWEB_DEFAULT_SYSTEM_PROMPT,
-                "params": params,
-            }
+        model = catalog.default()
+        if isinstance(params, dict) and not catalog.thinks(model):
+            params.pop("thinking", None)
+        return ConversationSettings(
+            model=model,
+            system_prompt=clean_settings(
+                {"system_prompt": settings.GLMWEB_DEFAULT_SYSTEM_PROMPT}, catalog
+            ).system_prompt,
+            params=clean_params(params),
         )
     except (ValueError, InvalidParams) as error:
         raise ImproperlyConfigured(f"GLMWEB_DEFAULT_PARAMS: {error}") from None
 
 
-def clean_settings(data: object) -> ConversationSettings:
-    """Whole settings; a field left out takes its empty value (the default model)."""
+def clean_settings(data: object, catalog: Catalog) -> ConversationSettings:
+    """Whole settings; a field left out takes its empty value (the default model).
+
+    The model must be one of ``catalog``'s.
+    """
     if not isinstance(data, dict):
         raise InvalidParams({"settings": "Settings must be an object."})
     errors: dict[str, str] = {}
     unknown = set(data) - set(SETTING_NAMES)
     if unknown:
         errors["settings"] = f"Unknown setting: {sorted(unknown)[0]}."
-    model = _model(data.get("model"), errors)
+    model = _model(data.get("model"), catalog, errors)
     system_prompt = _system_prompt(data.get("system_prompt"), errors)
     params: dict[str, Any] = {}
     try:
-        params = clean_params(data.get("params"), model)
+        params = clean_params(data.get("params"), model, catalog)
     except InvalidParams as error:
         errors.update(error.errors)
     if errors:
@@ -102,8 +162,11 @@ def clean_settings(data: object) -> ConversationSettings:
     return ConversationSettings(model=model, system_prompt=system_prompt, params=params)
 
 
-def clean_params(params: object, model: str | None = None) -> dict[str, Any]:
-    """Sampling parameters; with ``model``, thinking is refused if it has no such switch."""
+def clean_params(
+    params: object, model: str | None = None, catalog: Catalog | None = None
+) -> dict[str, Any]:
+    """Sampling parameters; with ``model`` and ``catalog``, thinking is refused if the
+    model has no such switch."""
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -120,20 +183,25 @@ def clean_params(params: object, model: str | None = None) -> dict[str, Any]:
             cleaned[name] = check(params[name])
         except ValueError as error:
             errors[name] = str(error)
-    if "thinking" in cleaned and model is not None and not _thinks(model):
+    if (
+        "thinking" in cleaned
+        and model is not None
+        and catalog is not None
+        and not catalog.thinks(model)
+    ):
         errors["thinking"] = f"{model} has no thinking switch."
     if errors:
         raise InvalidParams(errors)
     return cleaned
 
 
-def _model(value: object, errors: dict[str, str]) -> str:
+def _model(value: object, catalog: Catalog, errors: dict[str, str]) -> str:
     if value is None or value == "":
-        return settings.UPSTREAM_MODEL
-    if not isinstance(value, str) or model_named(value) is None:
-        names = ", ".join(model.name for model in models())
+        return catalog.default()
+    if not isinstance(value, str) or catalog.named(value) is None:
+        names = ", ".join(catalog.names()) or "none is enabled"
         errors["model"] = f"Choose one of the models offered: {names}."
-        return settings.UPSTREAM_MODEL
+        return catalog.default()
     return value
 
 
@@ -151,11 +219,6 @@ def _system_prompt(value: object, errors: dict[str, str]) -> str:
     elif not is_storable(value):
         errors["system_prompt"] = UNSTORABLE_MESSAGE
     return value.strip()
-
-
-def _thinks(model: str) -> bool:
-    found = model_named(model)
-    return found is not None and found.thinking
 
 
 def _number(name: str, low: float, high: float) -> Any:

@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 import socket
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -55,6 +56,19 @@ def env_float(name: str, default: float) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, not {value!r}") from None
 
 
+def env_decimal(name: str, default: Decimal) -> Decimal:
+    value = env_str(name)
+    if not value:
+        return default
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite() or number < 0:
+        raise ImproperlyConfigured(f"{name} must be an amount like 25 or 12.50, not {value!r}")
+    return number
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     value = env_str(name)
     if not value:
@@ -75,7 +89,7 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "chat.apps.AdminConfig",  # django.contrib.admin with glmweb's landing page
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -332,6 +346,10 @@ GLMWEB_LIMIT_REPLIES_PER_MINUTE = env_int("GLMWEB_LIMIT_REPLIES_PER_MINUTE", 0)
 # Three replies at once by default: one person's many tabs don't take every
 # upstream connection.
 GLMWEB_LIMIT_CONCURRENT_GENERATIONS = env_int("GLMWEB_LIMIT_CONCURRENT_GENERATIONS", 3)
+# Money per person per calendar month at the models' prices (set in the admin); 0: unlimited.
+GLMWEB_LIMIT_MONTHLY_BUDGET = env_decimal("GLMWEB_LIMIT_MONTHLY_BUDGET", Decimal(0))
+# How the usage pages name the money that prices and budgets are in.
+GLMWEB_CURRENCY = env_str("GLMWEB_CURRENCY", "USD")
 
 # --- Internationalisation and static files ------------------------------------
 

@@ -2,7 +2,8 @@
 
 Starts the fake upstream and a glmweb worker on a fresh database (as the
 end-to-end tests do), seeds a few chats and one rich conversation (thinking,
-code, a table, math), and photographs each screen in Chromium, light and dark,
+code, a table, math), and photographs each screen (last, the chat page under two
+announcements) in Chromium, light and dark,
 at desktop (1280 by 800) and phone (390 by 844) sizes. A screen the page doesn't
 have (yet) is skipped.
 
@@ -66,6 +67,20 @@ How fast it converges:
 | 1000 | 0.33333325 | 8.3e-8 |
 
 The error shrinks like $1/n^2$, as the midpoint rule promises for smooth functions.
+"""
+
+
+ANNOUNCEMENTS = """
+from chat.models import Announcement
+Announcement.objects.create(
+    title="Maintenance on Friday",
+    level="warning",
+    body="The chat is down from **18:00 to 19:00 UTC** while we upgrade the database.",
+)
+Announcement.objects.create(
+    title="GLM-5 is now the default model",
+    body="Older chats keep their model. [What changed](https://example.org/changelog)",
+)
 """
 
 
@@ -149,6 +164,17 @@ def photograph(
     context.close()
 
 
+def photograph_announcements(
+    browser: Browser, site: str, state: dict, theme: str, device: str
+) -> None:
+    context = browser.new_context(color_scheme=theme, storage_state=state, **DEVICES[device])
+    page = context.new_page()
+    page.goto(f"{site}/")
+    wait_until_ready(page)
+    shoot(page, f"announcements-{theme}-{device}")
+    context.close()
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with FakeUpstream().run_in_thread() as fake, glmweb_app(fake.base_url) as app:
@@ -162,6 +188,11 @@ def main() -> None:
             for theme in ("light", "dark"):
                 for device in DEVICES:
                     photograph(browser, site, chat_url, state, theme, device)
+            # Last, so that no other screen shows the banners.
+            app.manage("shell", "-c", ANNOUNCEMENTS)
+            for theme in ("light", "dark"):
+                for device in DEVICES:
+                    photograph_announcements(browser, site, state, theme, device)
             browser.close()
 
 

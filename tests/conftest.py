@@ -73,6 +73,16 @@ def close_connections_of_the_database_thread(
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
 
 
+def use_models(*entries: dict[str, Any]) -> list[Any]:
+    """The admin's model rows, replaced by these (GLMWEB_MODELS' fields, prices, label...)."""
+    from chat.models import ChatModel
+
+    ChatModel.objects.all().delete()
+    return [
+        ChatModel.objects.create(position=index, **entry) for index, entry in enumerate(entries)
+    ]
+
+
 def make_user(username: str, **fields: Any) -> Any:
     return get_user_model().objects.create_user(username=username, password=PASSWORD, **fields)
 

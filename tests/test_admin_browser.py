@@ -116,3 +116,33 @@ def test_the_usage_page_and_chart_show_the_seeded_figures(browser, seeded, schem
     assert colours["bar"] != colours["bg"]
     assert errors == []
     context.close()
+
+
+ADMIN_PAGES = {
+    "dashboard": "/admin/",
+    "usage": "/admin/chat/dailyusage/",
+    "conversations": "/admin/chat/conversation/",
+    "users": "/admin/auth/user/",
+}
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_admin_pages_pass_axe(browser, seeded, scheme) -> None:
+    from tests.test_a11y import violations
+
+    site, _ = seeded
+    context = browser.new_context(color_scheme=scheme, bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{site}/admin/login/")
+    page.locator("#id_username").fill("boss")
+    page.locator("#id_password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.locator("[data-figure=tokens-today]").wait_for()
+
+    found = {}
+    for name, path in ADMIN_PAGES.items():
+        page.goto(f"{site}{path}")
+        found[name] = violations(page)
+    problems = {name: found[name] for name in found if found[name]}
+    assert problems == {}
+    context.close()

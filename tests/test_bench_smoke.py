@@ -11,6 +11,11 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.db.models import Count, Sum
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,3 +49,19 @@ def test_quick_bench_delivers_every_token_without_errors(tmp_path: Path) -> None
     assert backend["leak"]["errors"] == 0
     assert backend["queries"]["turn_20_tokens"]["outcome"] == "done"
     assert backend["queries"]["turn_2000_tokens"]["outcome"] == "done"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the team builder is PostgreSQL SQL")
+def test_the_team_builder_writes_a_ledger_that_matches_its_messages(admin_client: Any) -> None:
+    from bench import team_data
+    from chat.models import DailyUsage, Message
+
+    group = team_data.build(5, 200, "smoke-team", log=lambda line: None)
+
+    replies = Message.objects.filter(conversation__owner__groups=group, role="assistant")
+    assert Message.objects.filter(conversation__owner__groups=group).count() == 200
+    expected = replies.aggregate(total=Sum("total_tokens"), count=Count("id"))
+    ledger = DailyUsage.objects.filter(user__groups=group)
+    assert ledger.aggregate(total=Sum("total_tokens"), count=Sum("replies")) == expected
+    page = admin_client.get(f"/admin/chat/dailyusage/report/?by=person&window=30d&group={group.pk}")
+    assert page.status_code == 200 and "of group smoke-team" in page.content.decode()

@@ -13,7 +13,7 @@ from channels.db import database_sync_to_async
 
 from chat.models import Conversation, Message
 from chat.web.transcript import transcript
-from tests.conftest import open_socket
+from tests.conftest import open_socket, use_models
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -21,9 +21,9 @@ SYSTEM_PROMPT = "Answer briefly, in plain words, please."  # 39 chars: 14 tokens
 
 
 @pytest.fixture(autouse=True)
-def small_model(settings: Any) -> None:
+def small_model(settings: Any, transactional_db: None) -> None:
     settings.UPSTREAM_MODEL = "glm-5"
-    settings.GLMWEB_MODELS = [{"name": "glm-5", "context_tokens": 1000, "thinking": True}]
+    use_models({"name": "glm-5", "context_tokens": 1000, "thinking": True})
 
 
 def text(label: str) -> str:

@@ -7,7 +7,13 @@ from typing import Any
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from chat.params import InvalidParams, clean_params, clean_settings, default_settings
+from chat.params import (
+    InvalidParams,
+    catalog_from_settings,
+    clean_params,
+    clean_settings,
+    default_settings,
+)
 from chat.upstream import ChatRequest
 from glmweb.settings import env_models
 
@@ -15,12 +21,12 @@ MODELS = [
     {"name": "glm-5", "context_tokens": 200_000, "thinking": True},
     {"name": "glm-4.5-air", "context_tokens": 128_000, "thinking": False},
 ]
+CATALOG = catalog_from_settings(MODELS)
 
 
 @pytest.fixture(autouse=True)
 def two_models(settings: Any) -> None:
     settings.UPSTREAM_MODEL = "glm-5"
-    settings.GLMWEB_MODELS = MODELS
     settings.GLMWEB_MAX_SYSTEM_PROMPT_CHARS = 50
     settings.GLMWEB_DEFAULT_SYSTEM_PROMPT = ""
     settings.GLMWEB_DEFAULT_PARAMS = "{}"
@@ -28,7 +34,7 @@ def two_models(settings: Any) -> None:
 
 def errors_of(data: object) -> dict[str, str]:
     with pytest.raises(InvalidParams) as raised:
-        clean_settings(data)
+        clean_settings(data, CATALOG)
     return raised.value.errors
 
 
@@ -44,7 +50,8 @@ def test_good_settings_come_back_cleaned() -> None:
                 "stop": ["END", "###"],
                 "thinking": False,
             },
-        }
+        },
+        CATALOG,
     )
     assert cleaned.model == "glm-5"
     assert cleaned.system_prompt == "Be brief."
@@ -58,9 +65,9 @@ def test_good_settings_come_back_cleaned() -> None:
 
 
 def test_left_out_fields_take_their_defaults() -> None:
-    cleaned = clean_settings({})
+    cleaned = clean_settings({}, CATALOG)
     assert (cleaned.model, cleaned.system_prompt, cleaned.params) == ("glm-5", "", {})
-    assert clean_settings({"params": {"stop": [], "temperature": None}}).params == {}
+    assert clean_settings({"params": {"stop": [], "temperature": None}}, CATALOG).params == {}
 
 
 @pytest.mark.parametrize(
@@ -106,13 +113,13 @@ def test_every_bad_field_is_reported_at_once() -> None:
 
 def test_bounds_themselves_are_allowed() -> None:
     params = {"temperature": 0, "top_p": 1, "max_tokens": 1, "stop": "END"}
-    assert clean_settings({"params": params}).params == {
+    assert clean_settings({"params": params}, CATALOG).params == {
         "temperature": 0.0,
         "top_p": 1.0,
         "max_tokens": 1,
         "stop": ["END"],
     }
-    assert clean_settings({"system_prompt": "x" * 50}).system_prompt == "x" * 50
+    assert clean_settings({"system_prompt": "x" * 50}, CATALOG).system_prompt == "x" * 50
 
 
 @pytest.mark.parametrize("data", [None, [], "glm-5", 3])
@@ -132,13 +139,13 @@ def test_the_system_prompt_must_be_text() -> None:
 
 
 def test_thinking_only_for_a_model_that_takes_the_switch() -> None:
-    assert clean_settings({"model": "glm-5", "params": {"thinking": True}}).params == {
+    assert clean_settings({"model": "glm-5", "params": {"thinking": True}}, CATALOG).params == {
         "thinking": True
     }
     errors = errors_of({"model": "glm-4.5-air", "params": {"thinking": False}})
     assert errors == {"thinking": "glm-4.5-air has no thinking switch."}
     # Unset is fine for any model.
-    assert clean_settings({"model": "glm-4.5-air", "params": {}}).params == {}
+    assert clean_settings({"model": "glm-4.5-air", "params": {}}, CATALOG).params == {}
 
 
 def test_clean_params_alone_keeps_its_one_message_for_the_socket() -> None:
@@ -152,7 +159,7 @@ def test_clean_params_alone_keeps_its_one_message_for_the_socket() -> None:
 def test_defaults_come_from_settings(settings: Any) -> None:
     settings.GLMWEB_DEFAULT_SYSTEM_PROMPT = "You are terse."
     settings.GLMWEB_DEFAULT_PARAMS = '{"temperature": 0.3, "thinking": false}'
-    defaults = default_settings()
+    defaults = default_settings(CATALOG)
     assert defaults.as_dict() == {
         "model": "glm-5",
         "system_prompt": "You are terse.",
@@ -164,7 +171,7 @@ def test_defaults_come_from_settings(settings: Any) -> None:
 def test_bad_default_params_name_the_variable(settings: Any, bad: str) -> None:
     settings.GLMWEB_DEFAULT_PARAMS = bad
     with pytest.raises(ImproperlyConfigured, match="GLMWEB_DEFAULT_PARAMS"):
-        default_settings()
+        default_settings(CATALOG)
 
 
 def test_the_models_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,18 +9,18 @@ import pytest
 from channels.db import database_sync_to_async
 
 from chat.models import Conversation
-from tests.conftest import open_socket
+from tests.conftest import open_socket, use_models
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def two_models(settings: Any) -> None:
+def two_models(settings: Any, transactional_db: None) -> None:
     settings.UPSTREAM_MODEL = "glm-5"
-    settings.GLMWEB_MODELS = [
+    use_models(
         {"name": "glm-5", "context_tokens": 200_000, "thinking": True},
         {"name": "glm-4.5-air", "context_tokens": 128_000, "thinking": False},
-    ]
+    )
 
 
 @database_sync_to_async

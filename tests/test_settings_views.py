@@ -9,6 +9,7 @@ import pytest
 from django.test import Client
 
 from chat.models import Conversation, Preset
+from tests.conftest import use_models
 
 MODELS = [
     {"name": "glm-5", "context_tokens": 200_000, "thinking": True},
@@ -22,9 +23,9 @@ SETTINGS = {
 
 
 @pytest.fixture(autouse=True)
-def two_models(settings: Any) -> None:
+def two_models(settings: Any, db: None) -> None:
     settings.UPSTREAM_MODEL = "glm-5"
-    settings.GLMWEB_MODELS = MODELS
+    use_models(*MODELS)
     settings.GLMWEB_DEFAULT_SYSTEM_PROMPT = "Be kind."
     settings.GLMWEB_DEFAULT_PARAMS = '{"temperature": 0.7}'
 
@@ -63,7 +64,7 @@ def test_the_panel_reads_settings_models_presets_and_limits(
     Preset.objects.create(owner=alice, name="Terse", model="glm-5", params={"max_tokens": 50})
     panel = client_for(alice).get(url_of(conversation)).json()
     assert panel["settings"] == {"model": "glm-5", "system_prompt": "", "params": {}}
-    assert panel["models"] == MODELS
+    assert panel["models"] == [{**model, "label": model["name"]} for model in MODELS]
     assert [p["name"] for p in panel["presets"]] == ["Terse"]
     assert panel["limits"]["stop_sequences"] == 4
 

@@ -133,3 +133,15 @@ def test_an_admin_approves_and_the_person_can_log_in(client, settings) -> None:
     assert carol.is_active and approval.approved_by == root and approval.approved_at
     assert log_in(client).status_code == 302
     assert client.get(reverse("chat:home")).status_code == 200
+
+
+def test_a_weak_password_is_named_beside_the_password_not_its_confirmation(
+    client, settings
+) -> None:
+    settings.GLMWEB_SIGNUP = "open"
+    response = client.post(
+        reverse("signup"), {"username": "dave", "password1": "123", "password2": "123"}
+    )
+    form = response.context["form"]
+    assert form.errors["password1"]
+    assert "password2" not in form.errors

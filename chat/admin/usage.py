@@ -9,8 +9,10 @@ import csv
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
@@ -22,7 +24,7 @@ from django.utils.dateparse import parse_date
 
 from chat.admin.readonly import ReadOnly
 from chat.models import Conversation, DailyUsage
-from chat.usage import chart, figures, limits
+from chat.usage import chart, figures, limits, reports
 
 User = get_user_model()
 USAGE_PAGE_SIZE = 100
@@ -54,6 +56,8 @@ class UsageAdmin(ReadOnly, UsageAdminBase):
         wrap = self.admin_site.admin_view
         return [
             path("export.csv", wrap(self.export_view), name="chat_dailyusage_export"),
+            path("report/", wrap(self.report_view), name="chat_dailyusage_report"),
+            path("report.csv", wrap(self.report_csv_view), name="chat_dailyusage_report_csv"),
             path("user/<int:user_id>/", wrap(self.user_view), name="chat_dailyusage_user"),
             *super().get_urls(),
         ]
@@ -118,8 +122,64 @@ class UsageAdmin(ReadOnly, UsageAdminBase):
             "models": figures.by_model(user_id),
             "limits": limits.status_for(user_id),
             "conversations": Conversation.objects.filter(owner_id=user_id).count(),
+            "currency": settings.GLMWEB_CURRENCY,
         }
         return TemplateResponse(request, "admin/chat/usage/user.html", context)
+
+    def _report(self, request: HttpRequest) -> tuple[reports.Report, Group | None]:
+        group = None
+        if (chosen := request.GET.get("group", "")).isdigit():
+            group = Group.objects.filter(pk=int(chosen)).first()
+        span = reports.Span.of(request.GET.get("window", "month"))
+        by = request.GET.get("by", "person")
+        return reports.report(by, span, group.pk if group else None), group
+
+    def report_view(self, request: HttpRequest) -> HttpResponse:
+        """Tokens and cost by person, group, model or day, over a window of days."""
+        self._require_view(request)
+        report, group = self._report(request)
+        page = Paginator(report.lines, USAGE_PAGE_SIZE).get_page(request.GET.get("p"))
+        query = request.GET.copy()
+        query.pop("p", None)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Tokens and cost" + (f" of group {group.name}" if group else ""),
+            "opts": self.model._meta,
+            "report": report,
+            "page": page,
+            "group": group,
+            "groups": Group.objects.order_by("name"),
+            "groupings": reports.GROUPINGS,
+            "windows": reports.WINDOWS,
+            "query": query.urlencode(),
+            "currency": settings.GLMWEB_CURRENCY,
+            "time_zone": timezone.get_current_timezone_name(),
+        }
+        return TemplateResponse(request, "admin/chat/usage/report.html", context)
+
+    def report_csv_view(self, request: HttpRequest) -> StreamingHttpResponse:
+        self._require_view(request)
+        report, group = self._report(request)
+        response = StreamingHttpResponse(_report_lines(report), content_type="text/csv")
+        scope = f"-{group.name}" if group else ""
+        name = f"glmweb-cost-by-{report.grouping}{scope}-{report.span.first:%Y-%m-%d}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{_safe_name(name)}"'
+        return response
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _report_lines(report: reports.Report) -> Iterator[str]:
+    """Each line's tokens and cost; the cost exact, as the ledger keeps it (to 1e-6)."""
+    writer = csv.writer(_Echo())
+    yield writer.writerow(
+        [report.grouping, "prompt_tokens", "completion_tokens", "total_tokens", "replies", "cost"]
+    )
+    for line in [*report.lines, report.total]:
+        row = [line.key, line.prompt, line.completion, line.total, line.replies, line.cost]
+        yield writer.writerow(_no_formulas(row))
 
 
 def _sort_links(

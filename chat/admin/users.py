@@ -36,6 +36,7 @@ class UserLimitsAdmin(UserLimitsAdminBase):
         "tokens_per_month",
         "replies_per_minute",
         "concurrent_generations",
+        "monthly_budget",
     )
     list_select_related = ("user",)
     search_fields = ("user__username",)
@@ -45,7 +46,7 @@ class UserLimitsAdmin(UserLimitsAdminBase):
 class UserLimitsInline(UserLimitsInlineBase):
     model = UserLimits
     can_delete = False
-    verbose_name_plural = "limits (empty: the site default; 0: unlimited)"
+    verbose_name_plural = "limits (empty: their groups' or the site default; 0: unlimited)"
 
 
 class GlmwebUserAdmin(UserAdminBase):

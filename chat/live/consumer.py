@@ -33,7 +33,7 @@ from chat.live.frames import (
 from chat.live.sessions import LoginCheck
 from chat.models import Conversation
 from chat.turns import control, recovery, relay, runner, starting
-from chat.turns.starting import TurnRefused
+from chat.turns.refusals import TurnRefused
 
 log = logging.getLogger(__name__)
 

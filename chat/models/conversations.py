@@ -11,7 +11,7 @@ from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import models
 
-from chat.params import ConversationSettings, default_settings
+from chat.params import ConversationSettings
 from chat.text import one_line
 
 if TYPE_CHECKING:
@@ -116,10 +116,12 @@ class Conversation(models.Model):
     # --- Settings -------------------------------------------------------------
 
     @classmethod
-    def new_for(cls, owner_id: int, first_message: str) -> Conversation:
+    def new_for(
+        cls, owner_id: int, first_message: str, defaults: ConversationSettings
+    ) -> Conversation:
         """A conversation its first message names, with the default settings; not saved."""
         conversation = cls(owner_id=owner_id, title=cls.title_from(first_message))
-        conversation.apply_settings(default_settings())
+        conversation.apply_settings(defaults)
         return conversation
 
     def apply_settings(self, chosen: ConversationSettings) -> None:

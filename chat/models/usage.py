@@ -5,9 +5,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+# Money: budgets up to 10^10 to the cent; ledger costs to a millionth (a token's price).
+BUDGET_DIGITS, BUDGET_PLACES = 12, 2
+COST_DIGITS, COST_PLACES = 14, 6
+OWN = "Empty: their groups' or the site default; 0: unlimited."
+
 
 class UserLimits(models.Model):
-    """One person's limits. Empty means the site default; 0 means unlimited.
+    """One person's limits. Empty means their groups' or the site default; 0 means unlimited.
 
     The row is also the lock that serialises a person's turn starts: see
     chat.usage.limits.check_turn.
@@ -22,23 +27,29 @@ class UserLimits(models.Model):
     tokens_per_day = models.PositiveBigIntegerField(
         null=True,
         blank=True,
-        help_text="Tokens (prompt + completion) per calendar day. Empty: the site default; 0: "
-        "unlimited.",
+        help_text=f"Tokens (prompt + completion) per calendar day. {OWN}",
     )
     tokens_per_month = models.PositiveBigIntegerField(
         null=True,
         blank=True,
-        help_text="Tokens per calendar month. Empty: the site default; 0: unlimited.",
+        help_text=f"Tokens per calendar month. {OWN}",
     )
     replies_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Replies started in any 60 seconds. Empty: the site default; 0: unlimited.",
+        help_text=f"Replies started in any 60 seconds. {OWN}",
     )
     concurrent_generations = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Replies generating at the same time. Empty: the site default; 0: unlimited.",
+        help_text=f"Replies generating at the same time. {OWN}",
+    )
+    monthly_budget = models.DecimalField(
+        max_digits=BUDGET_DIGITS,
+        decimal_places=BUDGET_PLACES,
+        null=True,
+        blank=True,
+        help_text=f"Money per calendar month, at the models' prices. {OWN}",
     )
 
     class Meta:
@@ -71,12 +82,20 @@ class DailyUsage(models.Model):
         default=0, help_text="Part of total_tokens estimated here (the upstream sent no usage)."
     )
     estimated_replies = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(
+        max_digits=COST_DIGITS,
+        decimal_places=COST_PLACES,
+        default=0,
+        help_text="What these tokens cost at the model's prices when each reply was saved.",
+    )
 
     class Meta:
         verbose_name = "token usage"
         verbose_name_plural = "token usage"
         constraints = [
-            # One row per person, day and model; record_reply adds to it.
+            # One row per person, day and model; record_reply adds to it. Its index
+            # (user, day, ...) also answers a person's month (check_turn, the usage
+            # page) and a group's members over a window (chat.usage.reports).
             models.UniqueConstraint(fields=["user", "day", "model"], name="usage_user_day_model"),
         ]
         indexes = [

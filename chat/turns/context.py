@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from chat import upstream
 from chat.models import Conversation, Message
-from chat.params import context_tokens, model_named
+from chat.params import Catalog
 from chat.usage import limits
 
 CHARS_PER_TOKEN = 4
@@ -51,14 +51,14 @@ def estimate_usage(request: upstream.ChatRequest, content: str, reasoning: str) 
     return upstream.Usage(prompt, completion, prompt + completion)
 
 
-def context_budget(conversation: Conversation) -> int:
+def context_budget(conversation: Conversation, catalog: Catalog) -> int:
     """Tokens the messages may take: the model's context less room for the reply."""
-    context = context_tokens(conversation.model)
+    context = catalog.context_tokens(conversation.model)
     reserve = conversation.params.get("max_tokens") or min(REPLY_RESERVE_TOKENS, context // 4)
     return int(context - reserve)
 
 
-def fit_context(conversation: Conversation, history: list[Message]) -> Context:
+def fit_context(conversation: Conversation, history: list[Message], catalog: Catalog) -> Context:
     """The oldest turns are left out until the rest fits the model's context.
 
     The system prompt and the newest user message (with the partial reply after
@@ -69,7 +69,7 @@ def fit_context(conversation: Conversation, history: list[Message]) -> Context:
     system = []
     if conversation.system_prompt:
         system = [{"role": "system", "content": conversation.system_prompt}]
-    budget = context_budget(conversation)
+    budget = context_budget(conversation, catalog)
     newest_question = max(
         (i for i, turn in enumerate(turns) if turn["role"] == Message.Role.USER), default=0
     )
@@ -85,16 +85,18 @@ def fit_context(conversation: Conversation, history: list[Message]) -> Context:
     return Context(messages=system + turns[start:], left_out=start, fits=fits)
 
 
-def too_long(conversation: Conversation, history: list[Message], what: str, advice: str) -> str:
+def too_long(
+    conversation: Conversation, history: list[Message], catalog: Catalog, what: str, advice: str
+) -> str:
     """Why the newest message of ``history`` can't fit even alone, or "" when it fits.
 
     With a partial reply after that message (continuing), the two together.
     """
-    context = fit_context(conversation, history)
+    context = fit_context(conversation, history, catalog)
     if context.fits:
         return ""
     needed = sum(estimate_tokens(message["content"]) for message in context.messages)
-    budget = context_budget(conversation)
+    budget = context_budget(conversation, catalog)
     prompt = " and the system prompt" if conversation.system_prompt else ""
     return (
         f"{what}{prompt} would take about {needed:,} tokens, more than "
@@ -103,9 +105,11 @@ def too_long(conversation: Conversation, history: list[Message], what: str, advi
     )
 
 
-def request_for(conversation: Conversation, context: Context) -> upstream.ChatRequest:
+def request_for(
+    conversation: Conversation, context: Context, catalog: Catalog
+) -> upstream.ChatRequest:
     params = conversation.params
-    model = model_named(conversation.model)
+    model = catalog.named(conversation.model)
     return upstream.ChatRequest(
         model=conversation.model,
         messages=context.messages,
@@ -119,14 +123,19 @@ def request_for(conversation: Conversation, context: Context) -> upstream.ChatRe
 
 
 def plan_reply(
-    conversation: Conversation, history: list[Message], window: limits.TokenWindow | None
+    conversation: Conversation,
+    history: list[Message],
+    catalog: Catalog,
+    room: limits.Room | None,
 ) -> ReplyPlan:
-    """The reply's request, its max tokens capped to what the tightest token limit leaves.
+    """The reply's request, its max tokens capped to what the tightest token limit and
+    the budget leave.
 
-    Raises limits.LimitReached when the limit leaves no room for a reply.
+    Raises limits.LimitReached when a limit leaves no room for a reply.
     """
-    context = fit_context(conversation, history)
-    request = request_for(conversation, context)
+    context = fit_context(conversation, history, catalog)
+    request = request_for(conversation, context, catalog)
     prompt = sum(estimate_tokens(message["content"]) for message in context.messages)
-    max_tokens, reserved = limits.cap_reply(window, prompt, request.max_tokens)
+    model = catalog.named(conversation.model)
+    max_tokens, reserved = limits.cap_reply(room, prompt, request.max_tokens, model)
     return ReplyPlan(context, dataclasses.replace(request, max_tokens=max_tokens), reserved)

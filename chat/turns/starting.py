@@ -1,11 +1,12 @@
 """Starting a turn: a send, regenerate, edit or continue saved, or refused.
 
 Each begin_* function runs on a database thread, in one transaction: it checks
-the person's limits and the conversation (not found, already generating, too
-long), saves the user message and an empty streaming reply, and returns the
-``Turn`` to run (chat.turns.runner). A refusal raises ``TurnRefused``, whose
-code is the protocol's error code, before anything of the turn is saved. A
-resent frame (same client id) is answered with the turn it already started.
+the person's limits, the model (allowed to them, still offered) and the
+conversation (not found, already generating, too long), saves the user message
+and an empty streaming reply, and returns the ``Turn`` to run (chat.turns.runner).
+A refusal (chat.turns.refusals) raises ``TurnRefused``, whose code is the
+protocol's error code, before anything of the turn is saved. A resent frame
+(same client id) is answered with the turn it already started.
 """
 
 from __future__ import annotations
@@ -19,25 +20,36 @@ from typing import Any, NamedTuple
 from django.db import IntegrityError, connection, transaction
 
 from chat import upstream
-from chat.models import Conversation, Message
-from chat.params import InvalidParams, clean_params, clean_settings
-from chat.turns import context, heartbeat
+from chat.models import ChatModel, Conversation, Message
+from chat.params import Catalog, InvalidParams, clean_params, clean_settings, default_settings
+from chat.turns import heartbeat
 from chat.turns.batching import batched
 from chat.turns.context import ReplyPlan
-from chat.usage import limits
+from chat.turns.refusals import (
+    Rules,
+    TurnRefused,  # raised by every begin_*
+    check_limits,
+    params_for,
+    plan_reply,
+    refuse_if_message_over_context,
+    refuse_if_model_not_allowed,
+    refuse_if_over_context,
+)
+from chat.usage import limits, policy
 
 log = logging.getLogger(__name__)
 
-
-class TurnRefused(Exception):
-    """A send or regenerate that can't start; ``code`` is a protocol error code."""
-
-    def __init__(self, code: str, message: str, fields: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        # For bad settings: each wrong field and what it may be.
-        self.fields = fields
+__all__ = [
+    "Turn",
+    "TurnRefused",
+    "begin_continue",
+    "begin_edit",
+    "begin_regenerate",
+    "begin_send",
+    "begin_sends",
+    "start_send",
+    "switch_branch",
+]
 
 
 @dataclass
@@ -162,33 +174,39 @@ def _send_in_transaction(send: Send) -> Turn:
     when a batch commits; alone, begin_send rolls it back with the refusal.
     """
     user_id, conversation_id, content, client_id, params, chosen = send
+    rules = Rules.of(user_id)
     try:
         cleaned = clean_params(params)
-        chosen_settings = None if chosen is None else clean_settings(chosen)
+        chosen_settings = None if chosen is None else clean_settings(chosen, rules.catalog)
     except InvalidParams as error:
         raise TurnRefused("bad_params", str(error), error.errors) from None
     existing = _turn_for_client_id(user_id, client_id)
     if existing is not None:
         return existing
     try:
-        window = _check_limits(user_id)
+        room = check_limits(user_id, rules)
     except TurnRefused:
         # A copy of this frame may have started while this one waited for the
         # limits row: its turn, now counted, is the answer.
         if (existing := _turn_for_client_id(user_id, client_id)) is not None:
             return existing
         raise
+    allowed = policy.allowed_names(user_id, rules.policies)
     if conversation_id is None:
-        conversation, history = Conversation.new_for(user_id, content), []
+        defaults = default_settings(rules.catalog.only(allowed))
+        conversation, history = Conversation.new_for(user_id, content, defaults), []
     else:
         conversation = _lock_conversation(user_id, conversation_id)
         _refuse_if_generating(conversation)
         history = conversation.current_branch()
     if chosen_settings is not None:
         conversation.apply_settings(chosen_settings)
+    refuse_if_model_not_allowed(conversation.model, rules.catalog, allowed)
     if cleaned:
-        conversation.params = _params_for(conversation.model, conversation.params, cleaned)
-    _refuse_if_message_over_context(conversation, history, content)
+        conversation.params = params_for(
+            conversation.model, conversation.params, cleaned, rules.catalog
+        )
+    refuse_if_message_over_context(conversation, history, content, rules.catalog)
     user_message = Message(
         conversation=conversation,
         role=Message.Role.USER,
@@ -197,7 +215,7 @@ def _send_in_transaction(send: Send) -> Turn:
         sender_id=user_id if client_id else None,
         parent_id=history[-1].id if history else None,
     )
-    plan = _plan_reply(conversation, [*history, user_message], window)
+    plan = plan_reply(conversation, [*history, user_message], rules.catalog, room)
     reply = _new_reply(conversation, user_message, plan)
     conversation.current_leaf_id = reply.id
     # The conversation's current_leaf is checked at COMMIT.
@@ -219,7 +237,7 @@ def begin_regenerate(user_id: int, conversation_id: str, reply_id: str | None = 
     The earlier reply stays as a sibling branch; the new one is shown.
     """
     with transaction.atomic():
-        conversation, window = _lock_for_turn(user_id, conversation_id)
+        conversation, room, catalog = _lock_for_turn(user_id, conversation_id)
         history = conversation.current_branch()
         if reply_id is not None:
             reply = _message_in(conversation, reply_id, Message.Role.ASSISTANT)
@@ -228,13 +246,14 @@ def begin_regenerate(user_id: int, conversation_id: str, reply_id: str | None = 
             history.pop()
         if not history:
             raise TurnRefused("not_found", "There is no message to answer in this conversation.")
-        _refuse_if_over_context(
+        refuse_if_over_context(
             conversation,
             history,
+            catalog,
             "The message to answer",
             "Edit it shorter, or lower max tokens in the settings.",
         )
-        plan = _plan_reply(conversation, history, window)
+        plan = plan_reply(conversation, history, catalog, room)
         reply = _new_reply(conversation, history[-1], plan)
         reply.save(force_insert=True)
         conversation.show(reply)
@@ -253,12 +272,12 @@ def begin_edit(
         return existing
     try:
         with transaction.atomic():
-            conversation, window = _lock_for_turn(user_id, conversation_id)
+            conversation, room, catalog = _lock_for_turn(user_id, conversation_id)
             edited = _message_in(conversation, message_id, Message.Role.USER)
             messages = list(conversation.messages.order_by("created_at"))
             parent = next((m for m in messages if m.id == edited.parent_id), None)
             history = parent.branch_in(messages) if parent else []
-            _refuse_if_message_over_context(conversation, history, content)
+            refuse_if_message_over_context(conversation, history, content, catalog)
             user_message = conversation.messages.create(
                 role=Message.Role.USER,
                 content=content,
@@ -266,7 +285,7 @@ def begin_edit(
                 sender_id=user_id if client_id else None,
                 parent=parent,
             )
-            plan = _plan_reply(conversation, [*history, user_message], window)
+            plan = plan_reply(conversation, [*history, user_message], catalog, room)
             reply = _new_reply(conversation, user_message, plan)
             reply.save(force_insert=True)
             conversation.show(reply)
@@ -285,23 +304,24 @@ def begin_continue(user_id: int, conversation_id: str, reply_id: str) -> Turn:
     text is appended to it (see ``Turn.prefix_content``).
     """
     with transaction.atomic():
-        conversation, window = _lock_for_turn(user_id, conversation_id)
+        conversation, room, catalog = _lock_for_turn(user_id, conversation_id)
         reply = _message_in(conversation, reply_id, Message.Role.ASSISTANT)
         if not reply.can_continue():
             raise TurnRefused(
                 "cannot_continue", "Only the last reply, cut at the length limit, can be continued."
             )
         history = reply.branch_in(list(conversation.messages.all()))
-        _refuse_if_over_context(
+        refuse_if_over_context(
             conversation,
             history,
+            catalog,
             "The message and its reply so far",
             "Lower max tokens in the settings, or ask for the rest in a new message.",
         )
         prior = upstream.Usage(
             reply.prompt_tokens or 0, reply.completion_tokens or 0, reply.total_tokens or 0
         )
-        plan = _plan_reply(conversation, history, window)
+        plan = plan_reply(conversation, history, catalog, room)
         reply.resume_streaming(
             context_left_out=plan.context.left_out, reserved_tokens=plan.reserved_tokens
         )
@@ -328,20 +348,14 @@ def switch_branch(user_id: int, conversation_id: str, leaf_id: str) -> str:
 # --- Checks ---------------------------------------------------------------------
 
 
-def _lock_for_turn(
-    user_id: int, conversation_id: str
-) -> tuple[Conversation, limits.TokenWindow | None]:
-    window = _check_limits(user_id)
+def _lock_for_turn(user_id: int, conversation_id: str) -> tuple[Conversation, limits.Room, Catalog]:
+    rules = Rules.of(user_id)
+    room = check_limits(user_id, rules)
     conversation = _lock_conversation(user_id, conversation_id)
     _refuse_if_generating(conversation)
-    return conversation, window
-
-
-def _check_limits(user_id: int) -> limits.TokenWindow | None:
-    try:
-        return limits.check_turn(user_id)
-    except limits.LimitReached as refusal:
-        raise TurnRefused("limit_reached", str(refusal)) from None
+    allowed = policy.allowed_names(user_id, rules.policies)
+    refuse_if_model_not_allowed(conversation.model, rules.catalog, allowed)
+    return conversation, room, rules.catalog
 
 
 def _message_in(conversation: Conversation, message_id: str, role: str | None) -> Message:
@@ -385,42 +399,6 @@ def _refuse_if_generating(conversation: Conversation) -> None:
         raise TurnRefused("busy", "A reply is already being generated in this conversation.")
 
 
-def _params_for(model: str, saved: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return clean_params({**saved, **changes}, model)
-    except InvalidParams as error:
-        raise TurnRefused("bad_params", str(error), error.errors) from None
-
-
-def _refuse_if_over_context(
-    conversation: Conversation, history: list[Message], what: str, advice: str
-) -> None:
-    """Refuse a turn whose newest message can't fit even alone, before anything is saved."""
-    if reason := context.too_long(conversation, history, what, advice):
-        raise TurnRefused("too_long", reason)
-
-
-def _refuse_if_message_over_context(
-    conversation: Conversation, history: list[Message], text: str
-) -> None:
-    pending = Message(role=Message.Role.USER, content=text)
-    _refuse_if_over_context(
-        conversation,
-        [*history, pending],
-        "This message",
-        "Shorten the message, or lower max tokens in the settings.",
-    )
-
-
-def _plan_reply(
-    conversation: Conversation, history: list[Message], window: limits.TokenWindow | None
-) -> ReplyPlan:
-    try:
-        return context.plan_reply(conversation, history, window)
-    except limits.LimitReached as refusal:
-        raise TurnRefused("limit_reached", str(refusal)) from None
-
-
 def _new_reply(conversation: Conversation, parent: Message, plan: ReplyPlan) -> Message:
     return Message.new_reply(
         conversation,
@@ -444,7 +422,7 @@ def _turn_for_client_id(user_id: int, client_id: str) -> Turn | None:
     if reply is None:
         return None
     conversation = user_message.conversation
-    plan = _plan_reply(conversation, [user_message], None)
+    plan = plan_reply(conversation, [user_message], ChatModel.objects.catalog(), None)
     turn = _make_turn(conversation, reply, user_message, plan)
     turn.is_new = False
     turn.context_left_out = reply.context_left_out

@@ -7,13 +7,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Max, Q, Sum
 
 from chat.models import Conversation, DailyUsage, UserLimits
-from chat.usage import limits
+from chat.usage import limits, policy
 
 CHART_DAYS = 30
 
@@ -23,6 +24,11 @@ class Tokens:
     prompt: int = 0
     completion: int = 0
     total: int = 0
+    cost: Decimal = Decimal(0)
+
+    @property
+    def cents(self) -> Decimal:
+        return self.cost.quantize(limits.CENT, ROUND_HALF_UP)
 
 
 @dataclass
@@ -43,8 +49,11 @@ class Windows:
 def _window_sums(day: date, start: date | None, end: date | None) -> dict[str, Any]:
     def sums(prefix: str, condition: Q | None) -> dict[str, Any]:
         return {
-            f"{prefix}_{name}": Sum(f"{name}_tokens", filter=condition, default=0)
-            for name in ("prompt", "completion", "total")
+            **{
+                f"{prefix}_{name}": Sum(f"{name}_tokens", filter=condition, default=0)
+                for name in ("prompt", "completion", "total")
+            },
+            f"{prefix}_cost": Sum("cost", filter=condition, default=Decimal(0)),
         }
 
     aggregates = {
@@ -73,7 +82,10 @@ def _window_sums(day: date, start: date | None, end: date | None) -> dict[str, A
 def _windows(values: Mapping[str, Any], with_span: bool) -> Windows:
     def tokens(prefix: str) -> Tokens:
         return Tokens(
-            values[f"{prefix}_prompt"], values[f"{prefix}_completion"], values[f"{prefix}_total"]
+            values[f"{prefix}_prompt"],
+            values[f"{prefix}_completion"],
+            values[f"{prefix}_total"],
+            Decimal(values[f"{prefix}_cost"]),
         )
 
     return Windows(
@@ -114,7 +126,7 @@ def _percent(used: int, limit: int) -> int | None:
 
 
 def all_users(start: date | None = None, end: date | None = None) -> list[UserUsage]:
-    """Every person's figures: four queries however many people and messages."""
+    """Every person's figures: six queries however many people and messages."""
     day = limits.today()
     with_span = bool(start or end)
     by_user: dict[int, Mapping[str, Any]] = {
@@ -130,6 +142,7 @@ def all_users(start: date | None = None, end: date | None = None) -> list[UserUs
         .order_by()
     }
     own_limits = {row.user_id: row for row in UserLimits.objects.all()}
+    groups = policy.policies_by_user()
     empty: Mapping[str, Any] = {
         **{key: 0 for key in _window_sums(day, start, end)},
         "span_reply_count": 0,
@@ -140,7 +153,7 @@ def all_users(start: date | None = None, end: date | None = None) -> list[UserUs
         if with_span and not values["span_reply_count"]:
             continue  # nothing in the chosen range
         windows = _windows(values, with_span)
-        in_force = limits.effective(own_limits.get(user.id))
+        in_force = policy.effective(own_limits.get(user.id), groups.get(user.id, []))
         chats: Mapping[str, Any] = conversations.get(user.id, {})
         people.append(
             UserUsage(
@@ -232,6 +245,7 @@ def by_model(user_id: int) -> Sequence[Mapping[str, Any]]:
             replies=Sum("replies"),
             estimated=Sum("estimated_total_tokens"),
             total_30d=Sum("total_tokens", filter=Q(day__gte=since), default=0),
+            cost=Sum("cost"),
         )
         .order_by("-total", "model")
     )

@@ -6,7 +6,11 @@ sums are exactly the sums of the saved replies' figures: the upstream's own
 `usage` where it sent one, our estimate (counted apart) where it didn't. Pages
 read the ledger (a few hundred thousand rows at most) instead of aggregating
 every message: bench/admin_pages.py has the numbers that decided it. What they
-read from it is in chat.usage.figures.
+read from it is in chat.usage.figures and chat.usage.reports.
+
+Each row also keeps what its tokens cost: each reply's tokens at its model's
+prices (chat.models.ChatModel) in force when the reply is saved, computed in the
+statement that adds them, so a later price change leaves past costs alone.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from chat.models import Conversation, DailyUsage, Message
+from chat.models import ChatModel, Conversation, DailyUsage, Message
+
+# A row's cost in SQL: its tokens at the model's prices per million (none: free).
+# 1000000.0, not 1000000: SQLite would divide integers.
+COST_SQL = (
+    "(({prompt}) * COALESCE(p.input_price_per_million, 0)"
+    " + ({completion}) * COALESCE(p.output_price_per_million, 0)) / 1000000.0"
+)
 
 
 def record_reply(reply_id: uuid.UUID) -> None:
@@ -30,15 +41,20 @@ def record_reply(reply_id: uuid.UUID) -> None:
     A reply counts on the day it was saved, as `ledger_from_messages` assumes.
     """
     message, conversation = Message._meta, Conversation._meta
-    ledger = DailyUsage._meta.db_table
+    ledger, prices = DailyUsage._meta.db_table, ChatModel._meta.db_table
+    cost = COST_SQL.format(
+        prompt="COALESCE(m.prompt_tokens, 0)", completion="COALESCE(m.completion_tokens, 0)"
+    )
     sql = f"""
         INSERT INTO {ledger} (user_id, day, model, prompt_tokens, completion_tokens,
-            total_tokens, replies, estimated_total_tokens, estimated_replies)
+            total_tokens, replies, estimated_total_tokens, estimated_replies, cost)
         SELECT c.owner_id, %s, m.model, COALESCE(m.prompt_tokens, 0),
             COALESCE(m.completion_tokens, 0), m.total_tokens, 1,
             CASE WHEN m.usage_estimated THEN m.total_tokens ELSE 0 END,
-            CASE WHEN m.usage_estimated THEN 1 ELSE 0 END
+            CASE WHEN m.usage_estimated THEN 1 ELSE 0 END,
+            {cost}
         FROM {message.db_table} m JOIN {conversation.db_table} c ON c.id = m.conversation_id
+            LEFT JOIN {prices} p ON p.name = m.model
         WHERE m.id = %s AND m.total_tokens IS NOT NULL
         ON CONFLICT (user_id, day, model) DO UPDATE SET
             prompt_tokens = {ledger}.prompt_tokens + excluded.prompt_tokens,
@@ -47,7 +63,8 @@ def record_reply(reply_id: uuid.UUID) -> None:
             replies = {ledger}.replies + 1,
             estimated_total_tokens = {ledger}.estimated_total_tokens
                 + excluded.estimated_total_tokens,
-            estimated_replies = {ledger}.estimated_replies + excluded.estimated_replies
+            estimated_replies = {ledger}.estimated_replies + excluded.estimated_replies,
+            cost = {ledger}.cost + excluded.cost
     """
     day = connection.ops.adapt_datefield_value(timezone.localdate())
     reply = message.pk.get_db_prep_value(reply_id, connection)
@@ -62,21 +79,26 @@ def record_title(conversation_id: uuid.UUID, prompt_tokens: int, completion_toke
     on the conversation's creation day, which is the day its first reply ends.
     """
     conversation, ledger = Conversation._meta, DailyUsage._meta.db_table
+    prices = ChatModel._meta.db_table
+    cost = COST_SQL.format(prompt="%s", completion="%s")
     sql = f"""
         INSERT INTO {ledger} (user_id, day, model, prompt_tokens, completion_tokens,
-            total_tokens, replies, estimated_total_tokens, estimated_replies)
-        SELECT c.owner_id, %s, c.model, %s, %s, %s, 0, 0, 0
-        FROM {conversation.db_table} c WHERE c.id = %s
+            total_tokens, replies, estimated_total_tokens, estimated_replies, cost)
+        SELECT c.owner_id, %s, c.model, %s, %s, %s, 0, 0, 0, {cost}
+        FROM {conversation.db_table} c LEFT JOIN {prices} p ON p.name = c.model
+        WHERE c.id = %s
         ON CONFLICT (user_id, day, model) DO UPDATE SET
             prompt_tokens = {ledger}.prompt_tokens + excluded.prompt_tokens,
             completion_tokens = {ledger}.completion_tokens + excluded.completion_tokens,
-            total_tokens = {ledger}.total_tokens + excluded.total_tokens
+            total_tokens = {ledger}.total_tokens + excluded.total_tokens,
+            cost = {ledger}.cost + excluded.cost
     """
     day = connection.ops.adapt_datefield_value(timezone.localdate())
     key = conversation.pk.get_db_prep_value(conversation_id, connection)
     total = prompt_tokens + completion_tokens
     with connection.cursor() as cursor:
-        cursor.execute(sql, [day, prompt_tokens, completion_tokens, total, key])
+        tokens = [prompt_tokens, completion_tokens, total, prompt_tokens, completion_tokens]
+        cursor.execute(sql, [day, *tokens, key])
 
 
 def ledger_from_titles() -> QuerySet[Any, Any]:
@@ -114,7 +136,11 @@ def ledger_from_messages(messages: QuerySet[Message] | None = None) -> QuerySet[
 
 
 def rebuild_ledger(batch_size: int = 5000) -> int:
-    """Replace the ledger by what the saved messages add up to (deleted ones are lost)."""
+    """Replace the ledger by what the saved messages add up to (deleted ones are lost).
+
+    Costs are counted again at today's prices.
+    """
+    prices = {row.name: row for row in ChatModel.objects.all()}
     with transaction.atomic():
         DailyUsage.objects.all().delete()
         rows = {
@@ -137,5 +163,9 @@ def rebuild_ledger(batch_size: int = 5000) -> int:
             line.prompt_tokens += row["prompt"]
             line.completion_tokens += row["completion"]
             line.total_tokens += row["prompt"] + row["completion"]
+        for line in rows.values():
+            price = prices.get(line.model)
+            if price is not None:
+                line.cost = price.cost(line.prompt_tokens, line.completion_tokens)
         DailyUsage.objects.bulk_create(rows.values(), batch_size=batch_size)
     return len(rows)

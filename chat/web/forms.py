@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
@@ -19,3 +19,12 @@ class SignupForm(UserCreationFormBase):
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
         fields = ("username",)
+
+    def validate_password_for_user(
+        self, user: Any, password_field_name: str = "password1", **kwargs: Any
+    ) -> None:
+        # Django reports "too short" or "too common" under the confirmation field;
+        # the rules are about the password itself, so they go beside it. (Django
+        # 5.1's SetPasswordMixin has the hook; django-stubs 6.1 doesn't know it yet.)
+        validate = super().validate_password_for_user  # type: ignore[misc]
+        validate(user, password_field_name=password_field_name, **kwargs)

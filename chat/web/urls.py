@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from chat.web.views import conversations, exports, feedback, pages, usage
+from chat.web.views import conversations, dismissals, exports, feedback, pages, usage
 from chat.web.views import settings as conversation_settings
 
 app_name = "chat"
@@ -24,6 +24,11 @@ urlpatterns = [
         "c/<uuid:conversation_id>/m/<uuid:message_id>/feedback/",
         feedback.feedback,
         name="feedback",
+    ),
+    path(
+        "announcements/<int:announcement_id>/dismiss/",
+        dismissals.dismiss_announcement,
+        name="dismiss_announcement",
     ),
     path("usage/", usage.usage_page, name="usage"),
     path("settings/", conversation_settings.new_chat_settings, name="new_chat_settings"),

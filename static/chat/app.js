@@ -1,4 +1,5 @@
 // The chat page: transcript, composer, sidebar; one client of docs/protocol.md.
+import { installAnnouncements } from "./announcements.js";
 import { copyText, flash, handleMarkdownClick, renderMarkdown } from "./markdown.js";
 import { installShortcuts } from "./shortcuts.js";
 import { ChatSocket } from "./socket.js";
@@ -997,6 +998,7 @@ window.addEventListener("online", () => socket.nudge());
 
 showTranscript(JSON.parse($("transcript").textContent || "[]"));
 keepTimesFresh(messagesEl);
+installAnnouncements();
 restoreDraft();
 updateComposer();
 autoGrow();

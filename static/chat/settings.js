@@ -77,9 +77,10 @@ function modelInfo(name) {
 }
 
 function fillModels(current) {
-  const names = panel.models.map((model) => model.name);
-  if (current && !names.includes(current)) names.unshift(current); // no longer offered
-  modelSelect.replaceChildren(...names.map((name) => new Option(name, name)));
+  const options = panel.models.map((model) => new Option(model.label || model.name, model.name));
+  // Not offered to this person (no longer, or not in their groups): shown, but refused.
+  if (current && !modelInfo(current)) options.unshift(new Option(current, current));
+  modelSelect.replaceChildren(...options);
   modelSelect.value = current;
 }
 
@@ -88,7 +89,7 @@ function describeModel() {
   const help = $("settings-model-help");
   help.textContent = info
     ? `Context: ${new Intl.NumberFormat().format(info.context_tokens)} tokens${info.thinking ? " · can think before answering" : ""}.`
-    : "This model is no longer offered; pick another.";
+    : "This model is not offered to you (any more); pick another.";
   // Thinking is a switch only some models take.
   const thinks = Boolean(info?.thinking);
   $("settings-thinking-field").hidden = !thinks;

@@ -6,6 +6,7 @@ up through its owner (access.py), so anything not yours is a 404.
 - conversations.py  the sidebar's JSON: more of the list, search, rename, pin, archive, delete
 - settings.py       a conversation's settings and the person's presets
 - feedback.py       thumbs up/down and a comment on a reply
+- dismissals.py     a person closes an announcement banner
 - exports.py        export a conversation or an account; import chats
 - usage.py          a person's own usage page
 - accounts.py       sign-up (open, approval, closed) and the throttled login

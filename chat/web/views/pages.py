@@ -1,4 +1,5 @@
-"""The chat page: a new chat, or one of your conversations with its whole transcript."""
+"""The chat page: a new chat, or one of your conversations with its whole transcript,
+under the announcements you haven't dismissed."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views.decorators.cache import never_cache
 
-from chat.models import Conversation
+from chat.models import Announcement, ChatModel, Conversation
 from chat.turns.recovery import recover_once
+from chat.usage import policy
 from chat.web import sidebar
 from chat.web.transcript import transcript
 from chat.web.views.access import AuthenticatedHttpRequest, get_conversation_for_user
@@ -37,7 +40,13 @@ def _chat_page(
         "sidebar": sidebar.sidebar_page(request.user),
         "conversation": conversation,
         "transcript": transcript(conversation) if conversation else [],
-        "model_name": conversation.model if conversation else settings.UPSTREAM_MODEL,
+        "model_name": conversation.model if conversation else _default_model(request),
         "max_message_chars": settings.GLMWEB_MAX_MESSAGE_CHARS,
+        "announcements": list(Announcement.objects.active_for(request.user, timezone.now())),
     }
     return render(request, "chat/chat.html", context)
+
+
+def _default_model(request: AuthenticatedHttpRequest) -> str:
+    """A new chat's model: the default among those this person may use."""
+    return policy.catalog_for(request.user.pk, ChatModel.objects.catalog()).default()

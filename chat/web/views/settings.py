@@ -17,17 +17,18 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from chat.models import Conversation, Preset
+from chat.models import ChatModel, Conversation, Preset
 from chat.params import (
     MAX_STOP_SEQUENCES,
     MAX_TOKENS_LIMIT,
+    Catalog,
     ConversationSettings,
     InvalidParams,
     clean_settings,
     default_settings,
-    models,
 )
 from chat.text import one_line
+from chat.usage import policy
 from chat.web.views.access import AuthenticatedHttpRequest, get_conversation_for_user
 
 PRESET_NAME_CHARS = 80
@@ -45,13 +46,14 @@ class BadRequest(Exception):
 def new_chat_settings(request: AuthenticatedHttpRequest) -> JsonResponse:
     """A new chat: GET offers the defaults; POST checks the chosen settings, which
     the page then sends with the first message (nothing is saved here)."""
+    catalog = _catalog(request)
     if request.method == "GET":
-        return JsonResponse(_panel(request, default_settings()))
+        return JsonResponse(_panel(request, default_settings(catalog), catalog))
     try:
-        chosen = clean_settings(_json_body(request))
+        chosen = clean_settings(_json_body(request), catalog)
     except (InvalidParams, BadRequest) as error:
         return _errors(error.errors)
-    return JsonResponse(_panel(request, chosen))
+    return JsonResponse(_panel(request, chosen, catalog))
 
 
 @never_cache
@@ -61,14 +63,15 @@ def conversation_settings(
     request: AuthenticatedHttpRequest, conversation_id: uuid.UUID
 ) -> JsonResponse:
     conversation = get_conversation_for_user(request, conversation_id)
+    catalog = _catalog(request)
     if request.method == "POST":
         try:
-            chosen = clean_settings(_json_body(request))
+            chosen = clean_settings(_json_body(request), catalog)
         except (InvalidParams, BadRequest) as error:
             return _errors(error.errors)
         conversation.apply_settings(chosen)
         conversation.save(update_fields=["model", "system_prompt", "params"])
-    return JsonResponse(_panel(request, _settings_of(conversation)))
+    return JsonResponse(_panel(request, _settings_of(conversation), catalog))
 
 
 @require_POST
@@ -78,7 +81,7 @@ def create_preset(request: AuthenticatedHttpRequest) -> JsonResponse:
     try:
         data = _json_body(request)
         name = _preset_name(data.get("name"))
-        chosen = clean_settings(data.get("settings"))
+        chosen = clean_settings(data.get("settings"), _catalog(request))
     except (InvalidParams, BadRequest) as error:
         return _errors(error.errors)
     try:
@@ -135,11 +138,18 @@ def _settings_of(conversation: Conversation) -> ConversationSettings:
     )
 
 
-def _panel(request: AuthenticatedHttpRequest, current: ConversationSettings) -> dict[str, Any]:
+def _catalog(request: AuthenticatedHttpRequest) -> Catalog:
+    """The models this person may choose: enabled, and allowed by their groups."""
+    return policy.catalog_for(request.user.pk, ChatModel.objects.catalog())
+
+
+def _panel(
+    request: AuthenticatedHttpRequest, current: ConversationSettings, catalog: Catalog
+) -> dict[str, Any]:
     presets = Preset.objects.filter(owner=request.user).order_by("name")
     return {
         "settings": current.as_dict(),
-        "models": [model.as_dict() for model in models()],
+        "models": [model.as_dict() for model in catalog.models],
         "presets": [_preset_dict(preset) for preset in presets],
         "limits": {
             "system_prompt_chars": settings.GLMWEB_MAX_SYSTEM_PROMPT_CHARS,

@@ -24,5 +24,6 @@ def usage_page(request: AuthenticatedHttpRequest) -> HttpResponse:
         "models": figures.by_model(user_id),
         "limits": limits.status_for(user_id),
         "admins_can_read": settings.GLMWEB_ADMIN_CAN_READ_CONVERSATIONS,
+        "currency": settings.GLMWEB_CURRENCY,
     }
     return render(request, "chat/usage.html", context)
