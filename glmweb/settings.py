@@ -235,105 +235,84 @@ AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
 GLMWEB_OIDC_ISSUER = env_str("GLMWEB_OIDC_ISSUER").rstrip("/")
 GLMWEB_OIDC_CLIENT_ID = env_str("GLMWEB_OIDC_CLIENT_ID")
 GLMWEB_OIDC_CLIENT_SECRET = env_str("GLMWEB_OIDC_CLIENT_SECRET")
-# The login page's button says "Sign in with <name>".
-GLMWEB_OIDC_NAME = env_str("GLMWEB_OIDC_NAME", "SSO")
+GLMWEB_OIDC_NAME = env_str("GLMWEB_OIDC_NAME", "SSO")  # the button: "Sign in with <name>"
 GLMWEB_OIDC_SCOPES = env_str("GLMWEB_OIDC_SCOPES", "openid profile email").split()
-# The claim whose values are the person's groups; set, it owns group
-# membership (chat.accounts.groups). Unset: groups are the admin's.
+# Set, the claim owns group membership (chat.accounts.groups); unset, the admin does.
 GLMWEB_OIDC_GROUPS_CLAIM = env_str("GLMWEB_OIDC_GROUPS_CLAIM")
-# The path of allauth's callback carries this; docs/deploy.md shows the whole URI.
-GLMWEB_OIDC_PROVIDER_ID = "sso"
+GLMWEB_OIDC_PROVIDER_ID = "sso"  # in the callback's path (docs/deploy.md)
 if GLMWEB_OIDC_ISSUER:
     _issuer = urlsplit(GLMWEB_OIDC_ISSUER)
-    if _issuer.scheme not in {"https", "http"} or not _issuer.hostname:
+    # http:// only to try things out: while DEBUG, or on this machine.
+    _plain_ok = DEBUG or _issuer.hostname in {"127.0.0.1", "::1"}
+    if not _issuer.hostname or _issuer.scheme not in (
+        {"https", "http"} if _plain_ok else {"https"}
+    ):
         raise ImproperlyConfigured(
             f"GLMWEB_OIDC_ISSUER must be an https:// URL, not {GLMWEB_OIDC_ISSUER!r}"
         )
-    if _issuer.scheme == "http" and not DEBUG and _issuer.hostname not in {"127.0.0.1", "::1"}:
-        raise ImproperlyConfigured("GLMWEB_OIDC_ISSUER must be https:// when DEBUG is false")
     for _name in ("GLMWEB_OIDC_CLIENT_ID", "GLMWEB_OIDC_CLIENT_SECRET"):
         if not globals()[_name]:
             raise ImproperlyConfigured(f"{_name} must be set when GLMWEB_OIDC_ISSUER is")
     if "openid" not in GLMWEB_OIDC_SCOPES:
         raise ImproperlyConfigured("GLMWEB_OIDC_SCOPES must include openid")
 
-# Our own views keep the password login and sign-up; allauth does only the
-# social flow, with accounts matched by the provider's subject and never by
-# e-mail (no auto-connect, and two accounts may share an address).
+# allauth does only the social flow (our views keep the password login and
+# sign-up), matching accounts by the provider's subject and never by e-mail:
+# no auto-connect, and two accounts may share an address.
 SOCIALACCOUNT_ONLY = True
-ACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_EMAIL_VERIFICATION = SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_UNIQUE_EMAIL = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
 ACCOUNT_ADAPTER = "chat.accounts.adapter.AccountAdapter"
 SOCIALACCOUNT_ADAPTER = "chat.accounts.adapter.SocialAccountAdapter"
-SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
-SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
-SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
-SOCIALACCOUNT_AUTO_SIGNUP = True
-SOCIALACCOUNT_STORE_TOKENS = False
-# The callback URI sent to the provider: https in production even where a
-# request's scheme was not forwarded.
+# The callback URI given to the provider: https in production, forwarded or not.
 ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
 # The app lives here, not in the database: the environment is the configuration.
+_OIDC_APP = {
+    "provider_id": GLMWEB_OIDC_PROVIDER_ID,
+    "name": GLMWEB_OIDC_NAME,
+    "client_id": GLMWEB_OIDC_CLIENT_ID,
+    "secret": GLMWEB_OIDC_CLIENT_SECRET,
+    "settings": {"server_url": GLMWEB_OIDC_ISSUER, "scope": GLMWEB_OIDC_SCOPES},
+}
 SOCIALACCOUNT_PROVIDERS = {
     "openid_connect": {
         "OAUTH_PKCE_ENABLED": True,
-        "APPS": [
-            {
-                "provider_id": GLMWEB_OIDC_PROVIDER_ID,
-                "name": GLMWEB_OIDC_NAME,
-                "client_id": GLMWEB_OIDC_CLIENT_ID,
-                "secret": GLMWEB_OIDC_CLIENT_SECRET,
-                "settings": {"server_url": GLMWEB_OIDC_ISSUER, "scope": GLMWEB_OIDC_SCOPES},
-            }
-        ]
-        if GLMWEB_OIDC_ISSUER
-        else [],
+        "APPS": [_OIDC_APP] if GLMWEB_OIDC_ISSUER else [],
     }
 }
 
 # --- Trusted-header sign-in (behind oauth2-proxy, Authelia, Cloudflare Access) ---
 
-# The header the authenticating proxy puts the user name in, e.g. X-Forwarded-User;
-# believed only from GLMWEB_TRUSTED_PROXIES (addresses or networks).
+# The header the proxy names the person in (e.g. X-Forwarded-User), and one of
+# comma-separated group names that then owns group membership; believed only
+# from GLMWEB_TRUSTED_PROXIES (addresses or networks).
 GLMWEB_TRUSTED_USER_HEADER = env_str("GLMWEB_TRUSTED_USER_HEADER")
-# Comma-separated group names; set, it owns group membership as the claim does.
 GLMWEB_TRUSTED_GROUPS_HEADER = env_str("GLMWEB_TRUSTED_GROUPS_HEADER")
-
-
-def env_networks(name: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    try:
-        return [ipaddress.ip_network(item, strict=False) for item in env_list(name, [])]
-    except ValueError:
-        raise ImproperlyConfigured(
-            f"{name} must list IP addresses or networks (CIDR), not {env_str(name)!r}"
-        ) from None
-
-
-GLMWEB_TRUSTED_PROXIES = env_networks("GLMWEB_TRUSTED_PROXIES")
+try:
+    GLMWEB_TRUSTED_PROXIES = [
+        ipaddress.ip_network(item, strict=False) for item in env_list("GLMWEB_TRUSTED_PROXIES", [])
+    ]
+except ValueError as error:
+    raise ImproperlyConfigured(f"GLMWEB_TRUSTED_PROXIES: {error}") from None
 for _name in ("GLMWEB_TRUSTED_USER_HEADER", "GLMWEB_TRUSTED_GROUPS_HEADER"):
-    if globals()[_name] and not re.fullmatch(r"[A-Za-z0-9-]+", globals()[_name]):
+    if not re.fullmatch(r"[A-Za-z0-9-]*", globals()[_name]):
         raise ImproperlyConfigured(f"{_name} must be a header name, not {globals()[_name]!r}")
 if GLMWEB_TRUSTED_GROUPS_HEADER and not GLMWEB_TRUSTED_USER_HEADER:
     raise ImproperlyConfigured("GLMWEB_TRUSTED_GROUPS_HEADER needs GLMWEB_TRUSTED_USER_HEADER")
+if GLMWEB_TRUSTED_USER_HEADER and not GLMWEB_TRUSTED_PROXIES:
+    raise ImproperlyConfigured("GLMWEB_TRUSTED_PROXIES must be set with GLMWEB_TRUSTED_USER_HEADER")
 if GLMWEB_TRUSTED_USER_HEADER:
-    if not GLMWEB_TRUSTED_PROXIES:
-        raise ImproperlyConfigured(
-            "GLMWEB_TRUSTED_PROXIES must be set when GLMWEB_TRUSTED_USER_HEADER is"
-        )
     AUTHENTICATION_BACKENDS.append("chat.accounts.trusted_header.TrustedHeaderBackend")
     MIDDLEWARE.insert(
         MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
         "chat.accounts.trusted_header.TrustedHeaderMiddleware",
     )
 
-# Off: no password form, sign-up or password login (the admin's login included);
-# people sign in only by single sign-on or the trusted header.
+# Off: no password form, sign-up or password login (the admin's included).
 GLMWEB_PASSWORD_LOGIN = env_bool("GLMWEB_PASSWORD_LOGIN", True)
 if not GLMWEB_PASSWORD_LOGIN and not (GLMWEB_OIDC_ISSUER or GLMWEB_TRUSTED_USER_HEADER):
-    raise ImproperlyConfigured(
-        "GLMWEB_PASSWORD_LOGIN=false needs GLMWEB_OIDC_ISSUER or GLMWEB_TRUSTED_USER_HEADER: "
-        "nobody could sign in"
-    )
+    raise ImproperlyConfigured("GLMWEB_PASSWORD_LOGIN=false needs SSO or the trusted header")
 
 # Whether admins can read conversation text in the admin. Off: they still see
 # owners, titles hidden, usage and timings; users are told which applies.
