@@ -43,12 +43,15 @@ def callback_uri(port: int) -> str:
 def oidc_packages() -> Path:
     """tests/oidc_provider's node_modules, installed from its lock file if missing."""
     if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        subprocess.run(
+        npm = subprocess.run(
             ["npm", "ci", "--no-audit", "--no-fund"],
             cwd=PROVIDER_DIR,
-            check=True,
             capture_output=True,
+            text=True,
+            check=False,
         )
+        if npm.returncode != 0:
+            pytest.fail(f"npm ci in tests/oidc_provider failed:\n{npm.stderr[-3000:]}")
     return PROVIDER_DIR
 
 
