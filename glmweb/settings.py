@@ -7,10 +7,13 @@ DEBUG=false and ALLOWED_HOSTS; docs/deploy.md lists every variable.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import socket
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -94,6 +97,12 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    # Single sign-on's social flow only (chat.accounts); installed whether or not
+    # SSO is on, so that every deployment has the same tables.
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.openid_connect",
     "chat",
 ]
 
@@ -104,6 +113,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "glmweb.middleware.ContentSecurityPolicyMiddleware",
@@ -216,6 +226,94 @@ if GLMWEB_SIGNUP not in {"open", "approval", "closed"}:
     )
 GLMWEB_SIGNUP_OPEN = GLMWEB_SIGNUP != "closed"
 
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+
+# --- Single sign-on (OpenID Connect, through django-allauth; docs/deploy.md) ---
+
+# The provider's issuer URL (discovery at <issuer>/.well-known/openid-configuration).
+# Unset: no single sign-on, and allauth serves nothing.
+GLMWEB_OIDC_ISSUER = env_str("GLMWEB_OIDC_ISSUER").rstrip("/")
+GLMWEB_OIDC_CLIENT_ID = env_str("GLMWEB_OIDC_CLIENT_ID")
+GLMWEB_OIDC_CLIENT_SECRET = env_str("GLMWEB_OIDC_CLIENT_SECRET")
+GLMWEB_OIDC_NAME = env_str("GLMWEB_OIDC_NAME", "SSO")  # the button: "Sign in with <name>"
+GLMWEB_OIDC_SCOPES = env_str("GLMWEB_OIDC_SCOPES", "openid profile email").split()
+# Set, the claim owns group membership (chat.accounts.groups); unset, the admin does.
+GLMWEB_OIDC_GROUPS_CLAIM = env_str("GLMWEB_OIDC_GROUPS_CLAIM")
+GLMWEB_OIDC_PROVIDER_ID = "sso"  # in the callback's path (docs/deploy.md)
+if GLMWEB_OIDC_ISSUER:
+    _issuer = urlsplit(GLMWEB_OIDC_ISSUER)
+    # http:// only to try things out: while DEBUG, or on this machine.
+    _plain_ok = DEBUG or _issuer.hostname in {"127.0.0.1", "::1"}
+    if not _issuer.hostname or _issuer.scheme not in (
+        {"https", "http"} if _plain_ok else {"https"}
+    ):
+        raise ImproperlyConfigured(
+            f"GLMWEB_OIDC_ISSUER must be an https:// URL, not {GLMWEB_OIDC_ISSUER!r}"
+        )
+    for _name in ("GLMWEB_OIDC_CLIENT_ID", "GLMWEB_OIDC_CLIENT_SECRET"):
+        if not globals()[_name]:
+            raise ImproperlyConfigured(f"{_name} must be set when GLMWEB_OIDC_ISSUER is")
+    if "openid" not in GLMWEB_OIDC_SCOPES:
+        raise ImproperlyConfigured("GLMWEB_OIDC_SCOPES must include openid")
+
+# allauth does only the social flow (our views keep the password login and
+# sign-up), matching accounts by the provider's subject and never by e-mail:
+# no auto-connect, and two accounts may share an address.
+SOCIALACCOUNT_ONLY = True
+ACCOUNT_EMAIL_VERIFICATION = SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+ACCOUNT_UNIQUE_EMAIL = False
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
+ACCOUNT_ADAPTER = "chat.accounts.adapter.AccountAdapter"
+SOCIALACCOUNT_ADAPTER = "chat.accounts.adapter.SocialAccountAdapter"
+# The callback URI given to the provider: https in production, forwarded or not.
+ACCOUNT_DEFAULT_HTTP_PROTOCOL = "http" if DEBUG else "https"
+# The app lives here, not in the database: the environment is the configuration.
+_OIDC_APP = {
+    "provider_id": GLMWEB_OIDC_PROVIDER_ID,
+    "name": GLMWEB_OIDC_NAME,
+    "client_id": GLMWEB_OIDC_CLIENT_ID,
+    "secret": GLMWEB_OIDC_CLIENT_SECRET,
+    "settings": {"server_url": GLMWEB_OIDC_ISSUER, "scope": GLMWEB_OIDC_SCOPES},
+}
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [_OIDC_APP] if GLMWEB_OIDC_ISSUER else [],
+    }
+}
+
+# --- Trusted-header sign-in (behind oauth2-proxy, Authelia, Cloudflare Access) ---
+
+# The header the proxy names the person in (e.g. X-Forwarded-User), and one of
+# comma-separated group names that then owns group membership; believed only
+# from GLMWEB_TRUSTED_PROXIES (addresses or networks).
+GLMWEB_TRUSTED_USER_HEADER = env_str("GLMWEB_TRUSTED_USER_HEADER")
+GLMWEB_TRUSTED_GROUPS_HEADER = env_str("GLMWEB_TRUSTED_GROUPS_HEADER")
+try:
+    GLMWEB_TRUSTED_PROXIES = [
+        ipaddress.ip_network(item, strict=False) for item in env_list("GLMWEB_TRUSTED_PROXIES", [])
+    ]
+except ValueError as error:
+    raise ImproperlyConfigured(f"GLMWEB_TRUSTED_PROXIES: {error}") from None
+for _name in ("GLMWEB_TRUSTED_USER_HEADER", "GLMWEB_TRUSTED_GROUPS_HEADER"):
+    if not re.fullmatch(r"[A-Za-z0-9-]*", globals()[_name]):
+        raise ImproperlyConfigured(f"{_name} must be a header name, not {globals()[_name]!r}")
+if GLMWEB_TRUSTED_GROUPS_HEADER and not GLMWEB_TRUSTED_USER_HEADER:
+    raise ImproperlyConfigured("GLMWEB_TRUSTED_GROUPS_HEADER needs GLMWEB_TRUSTED_USER_HEADER")
+if GLMWEB_TRUSTED_USER_HEADER and not GLMWEB_TRUSTED_PROXIES:
+    raise ImproperlyConfigured("GLMWEB_TRUSTED_PROXIES must be set with GLMWEB_TRUSTED_USER_HEADER")
+if GLMWEB_TRUSTED_USER_HEADER:
+    AUTHENTICATION_BACKENDS.append("chat.accounts.trusted_header.TrustedHeaderBackend")
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1,
+        "chat.accounts.trusted_header.TrustedHeaderMiddleware",
+    )
+
+# Off: no password form, sign-up or password login (the admin's included).
+GLMWEB_PASSWORD_LOGIN = env_bool("GLMWEB_PASSWORD_LOGIN", True)
+if not GLMWEB_PASSWORD_LOGIN and not (GLMWEB_OIDC_ISSUER or GLMWEB_TRUSTED_USER_HEADER):
+    raise ImproperlyConfigured("GLMWEB_PASSWORD_LOGIN=false needs SSO or the trusted header")
+
 # Whether admins can read conversation text in the admin. Off: they still see
 # owners, titles hidden, usage and timings; users are told which applies.
 GLMWEB_ADMIN_CAN_READ_CONVERSATIONS = env_bool("GLMWEB_ADMIN_CAN_READ_CONVERSATIONS", True)
@@ -275,6 +373,12 @@ CONTENT_SECURITY_POLICY = env_str(
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'",
 )
+if GLMWEB_OIDC_ISSUER and not env_str("CONTENT_SECURITY_POLICY"):
+    # The "Sign in with" form posts here and is redirected to the provider;
+    # browsers hold redirects after a form submission to form-action too.
+    CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace(
+        "form-action 'self'", f"form-action 'self' {_issuer.scheme}://{_issuer.netloc}"
+    )
 if env_bool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)

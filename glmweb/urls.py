@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
@@ -5,6 +6,7 @@ from django.urls import include, path
 from chat.web.views import accounts, health
 
 urlpatterns = [
+    path("admin/login/", accounts.admin_login),
     path("admin/", admin.site.urls),
     path("accounts/signup/", accounts.signup, name="signup"),
     path("accounts/login/", accounts.ThrottledLoginView.as_view(), name="login"),
@@ -19,6 +21,9 @@ urlpatterns = [
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
     ),
+    # allauth's social flow under accounts/oidc/ (its login and logout names
+    # resolve to ours above); nothing of it is served while SSO is off.
+    *([path("accounts/", include("allauth.urls"))] if settings.GLMWEB_OIDC_ISSUER else []),
     path("healthz", health.healthz, name="healthz"),
     path("", include("chat.web.urls")),
 ]

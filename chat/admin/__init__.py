@@ -7,12 +7,31 @@
 - groups.py         groups with their models and limits (the policy inline)
 - users.py          per-person limits and the user list (limits inline, usage link)
 - signups.py        sign-ups waiting for approval and the approve action
+- sign_on.py        of allauth's models, only the links to the SSO provider
 - announcements.py  banners for the chat page: audience, dates, dismissals, a preview
 
 May import chat.turns, chat.usage, chat.models and chat.text/markdown/params;
 never chat.live or chat.web.
 """
 
-from chat.admin import announcements, conversations, groups, models, signups, usage, users
+from chat.admin import (
+    announcements,
+    conversations,
+    groups,
+    models,
+    sign_on,
+    signups,
+    usage,
+    users,
+)
 
-__all__ = ["announcements", "conversations", "groups", "models", "signups", "usage", "users"]
+__all__ = [
+    "announcements",
+    "conversations",
+    "groups",
+    "models",
+    "sign_on",
+    "signups",
+    "usage",
+    "users",
+]

@@ -16,7 +16,7 @@ from chat.models.catalog import ChatModel, ChatModelQuerySet
 from chat.models.conversations import Conversation, ConversationQuerySet, Preset
 from chat.models.groups import GroupPolicy
 from chat.models.messages import INTERRUPTED_MESSAGE, Message, MessageQuerySet
-from chat.models.review import ConversationAccess, SignupApproval
+from chat.models.review import ConversationAccess, SignupApproval, SignupPolicy
 from chat.models.usage import DailyUsage, UserLimits
 from chat.models.workers import Worker
 
@@ -36,6 +36,7 @@ __all__ = [
     "MessageQuerySet",
     "Preset",
     "SignupApproval",
+    "SignupPolicy",
     "UserLimits",
     "Worker",
 ]

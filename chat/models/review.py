@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 
 from chat.models.conversations import Conversation
 
@@ -47,6 +49,21 @@ class ConversationAccess(models.Model):
         return f"{self.admin_username} opened {self.owner_username}'s conversation"
 
 
+class SignupPolicy(models.TextChoices):
+    """Who may create an account: by the sign-up form, single sign-on or a trusted proxy."""
+
+    OPEN = "open", "anyone"
+    APPROVAL = "approval", "anyone asks; an admin activates the account"
+    CLOSED = "closed", "only admins create accounts"
+
+    @classmethod
+    def current(cls) -> SignupPolicy:
+        """GLMWEB_SIGNUP; GLMWEB_SIGNUP_OPEN=false, the older switch, also closes it."""
+        if not settings.GLMWEB_SIGNUP_OPEN:
+            return cls.CLOSED
+        return cls(settings.GLMWEB_SIGNUP)
+
+
 class SignupApproval(models.Model):
     """An account created while sign-up needs approval; inactive until approved."""
 
@@ -71,3 +88,17 @@ class SignupApproval(models.Model):
 
     def __str__(self) -> str:
         return f"Sign-up of user {self.user_id}"
+
+    @classmethod
+    def hold(cls, user: Any) -> SignupApproval:
+        """Save a new account inactive, waiting for an admin: Django's login, the
+        session and the chat socket all refuse inactive users, so nothing else
+        must remember to."""
+        with transaction.atomic():
+            user.is_active = False
+            user.save()
+            return cls.objects.create(user=user)
+
+    @classmethod
+    def is_pending(cls, user: Any) -> bool:
+        return cls.objects.filter(user=user, approved_at__isnull=True).exists()

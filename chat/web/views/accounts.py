@@ -1,5 +1,5 @@
 """Accounts: sign-up (open, closed or with approval) and a login that slows down
-password guessing."""
+password guessing. Single sign-on and the trusted header are chat.accounts'."""
 
 from __future__ import annotations
 
@@ -7,20 +7,23 @@ import hashlib
 import logging
 
 from django.conf import settings
+from django.contrib import admin
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import LoginView
 from django.core.cache import cache
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import urlencode
 
-from chat.models import SignupApproval
+from chat.models import SignupApproval, SignupPolicy
 from chat.web.forms import SignupForm
 
 log = logging.getLogger(__name__)
 
 THROTTLED_MESSAGE = "Too many failed logins. Please wait a few minutes and try again."
+PASSWORD_OFF_MESSAGE = "Password sign-in is turned off here. Use single sign-on."
 PENDING_MESSAGE = (
     "Your account is waiting for an administrator's approval. "
     "You can log in as soon as it is approved."
@@ -29,26 +32,20 @@ PENDING_MESSAGE = (
 
 def signup_policy() -> str:
     """open, approval or closed (GLMWEB_SIGNUP; GLMWEB_SIGNUP_OPEN=false also closes it)."""
-    return settings.GLMWEB_SIGNUP if settings.GLMWEB_SIGNUP_OPEN else "closed"
+    return SignupPolicy.current().value
 
 
 def signup(request: HttpRequest) -> HttpResponse:
     policy = signup_policy()
-    if policy == "closed":
+    if policy == "closed" or not settings.GLMWEB_PASSWORD_LOGIN:
         raise Http404("Sign-up is closed")
     if request.user.is_authenticated:
         return redirect("chat:home")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if policy == "approval":
-            # Inactive until approved: Django's login, session and the chat
-            # socket all refuse inactive users, so nothing else must remember to.
-            with transaction.atomic():
-                user = form.save(commit=False)
-                user.is_active = False
-                user.save()
-                SignupApproval.objects.create(user=user)
-            log.info("sign-up waiting for approval", extra={"user": user.pk})
+            waiting = SignupApproval.hold(form.save(commit=False))
+            log.info("sign-up waiting for approval", extra={"user": waiting.user_id})
             return render(request, "registration/signup_pending.html", status=201)
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
@@ -77,6 +74,14 @@ class ThrottledLoginView(LoginView):
     redirect_authenticated_user = True
 
     def post(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        if not settings.GLMWEB_PASSWORD_LOGIN:
+            log.warning(
+                "password login refused: turned off", extra={"ip": _client_address(request)}
+            )
+            form = self.get_form()
+            form.errors.clear()
+            form.add_error(None, PASSWORD_OFF_MESSAGE)
+            return self.render_to_response(self.get_context_data(form=form), status=403)
         keys = _throttle_keys(request)
         if any(cache.get(key, 0) >= settings.GLMWEB_LOGIN_FAILURES for key in keys):
             log.warning("login throttled", extra={"ip": _client_address(request)})
@@ -113,3 +118,11 @@ def _client_address(request: HttpRequest) -> str:
     if settings.USE_X_FORWARDED_HOST:
         return str(request.META.get("HTTP_X_REAL_IP", direct))
     return direct
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's own password form, unless password sign-in is off: then ours."""
+    if settings.GLMWEB_PASSWORD_LOGIN:
+        return admin.site.login(request)
+    next_url = request.GET.get("next", reverse("admin:index"))
+    return redirect(f"{reverse('login')}?{urlencode({'next': next_url})}")
