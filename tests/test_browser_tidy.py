@@ -122,15 +122,16 @@ def test_the_usage_page_fits_lists_days_with_use_and_keeps_chart_labels_apart(
 
     days = page.locator("table.usage-days tbody tr[data-day]")
     assert days.count() == 3
-    assert all(total != "0" for total in page.locator("table.usage-days td.total").all_inner_texts())
+    totals = page.locator("table.usage-days td.total").all_inner_texts()
+    assert totals and "0" not in totals
     quiet = page.locator("table.usage-days tr.usage-quiet-days").all_inner_texts()
     assert quiet and all("no use" in row for row in quiet)
     assert any(re.search(r"\(\d+ days\)", row) for row in quiet)  # a run on one line
 
     labels = page.locator(".usage-chart .chart-label")
     boxes = labels.evaluate_all(
-        "ts => ts.map(t => { const r = t.getBoundingClientRect();"
-        " return {text: t.textContent, left: r.left, right: r.right, top: r.top, bottom: r.bottom}; })"
+        "ts => ts.map(t => { const r = t.getBoundingClientRect(); return {text: t.textContent,"
+        " left: r.left, right: r.right, top: r.top, bottom: r.bottom}; })"
     )
     assert len([b for b in boxes if re.match(r"[A-Z][a-z]{2} \d+$", b["text"])]) >= 4
     assert overlapping(boxes) == []
@@ -231,7 +232,9 @@ def test_the_archived_view_has_no_empty_heading(browser, app, site) -> None:
 
 
 def test_the_load_image_control_draws_an_svg_icon_not_an_emoji(page, site, fake) -> None:
-    fake.scenario = Scenario(reasoning_tokens=0, text="A cat: ![a cat](https://example.org/cat.png)")
+    fake.scenario = Scenario(
+        reasoning_tokens=0, text="A cat: ![a cat](https://example.org/cat.png)"
+    )
     sign_up(page, site, "iris")
     box = page.get_by_role("textbox", name="Message")
     box.fill("Show me a cat")
