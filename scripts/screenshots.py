@@ -2,7 +2,8 @@
 
 Starts the fake upstream and a glmweb worker on a fresh database (as the
 end-to-end tests do), seeds a few chats and one rich conversation (thinking,
-code, a table, math), and photographs each screen (last, the chat page under two
+code, a table, math), and photographs each screen (the account menu, the archived chats and the
+usage page after a month of use is added; last, the chat page under two
 announcements) in Chromium, light and dark,
 at desktop (1280 by 800) and phone (390 by 844) sizes. A screen the page doesn't
 have (yet) is skipped.
@@ -12,11 +13,17 @@ have (yet) is skipped.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# tests.servers imports the project's models (through tests.conftest).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "glmweb.settings")
+import django  # noqa: E402
+
+django.setup()
 
 from playwright.sync_api import Browser, Page, sync_playwright  # noqa: E402
 
@@ -81,6 +88,32 @@ Announcement.objects.create(
     title="GLM-5 is now the default model",
     body="Older chats keep their model. [What changed](https://example.org/changelog)",
 )
+"""
+
+
+# A month of use with gaps, a money budget, and a few archived chats, for the
+# usage page and the sidebar's archived view.
+USAGE_AND_ARCHIVE = """
+from datetime import timedelta
+from decimal import Decimal
+from django.contrib.auth.models import Group, User
+from django.utils import timezone
+from chat.models import Conversation, DailyUsage, GroupPolicy
+from chat.usage import limits
+ada = User.objects.get(username="ada")
+team = Group.objects.create(name="research")
+team.user_set.add(ada)
+GroupPolicy.objects.create(group=team, monthly_budget=Decimal("20.00"), tokens_per_day=250000)
+for days_ago, prompt, completion in [(1, 9000, 14000), (2, 3000, 5200), (5, 21000, 30000),
+                                     (6, 4000, 2500), (13, 12000, 8000), (20, 800, 1500)]:
+    DailyUsage.objects.create(user=ada, day=limits.today() - timedelta(days=days_ago),
+        model="glm-5", prompt_tokens=prompt, completion_tokens=completion,
+        total_tokens=prompt + completion,
+        replies=4, cost=Decimal(prompt + 4 * completion) / 1_000_000)
+for title, days_ago in [("Kitchen renovation quotes", 0), ("Old tax questions", 45)]:
+    chat = Conversation.objects.create(owner=ada, title=title, archived=True)
+    when = timezone.now() - timedelta(days=days_ago)
+    Conversation.objects.filter(id=chat.id).update(updated_at=when)
 """
 
 
@@ -175,6 +208,34 @@ def photograph_announcements(
     context.close()
 
 
+def photograph_account_and_usage(
+    browser: Browser, site: str, state: dict, theme: str, device: str
+) -> None:
+    """The account menu, the archived chats and the usage page."""
+    context = browser.new_context(color_scheme=theme, storage_state=state, **DEVICES[device])
+    page = context.new_page()
+    suffix = f"{theme}-{device}"
+    page.goto(f"{site}/")
+    wait_until_ready(page)
+    if device == "phone":
+        page.get_by_role("button", name="Open sidebar").click()
+        page.wait_for_function(
+            "() => document.querySelector('#sidebar').getBoundingClientRect().left >= 0"
+        )
+    page.locator("details.account summary").click()
+    shoot(page, f"account-menu-{suffix}")
+    page.locator("details.account summary").click()
+    page.get_by_role("button", name="Archived chats").click()
+    page.locator(".conv-group").first.wait_for()
+    shoot(page, f"archived-{suffix}")
+
+    page.goto(f"{site}/usage/")
+    page.wait_for_timeout(350)
+    page.screenshot(path=OUT / f"usage-{suffix}.png", full_page=True)
+    print("wrote", OUT.relative_to(ROOT) / f"usage-{suffix}.png")
+    context.close()
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     with FakeUpstream().run_in_thread() as fake, glmweb_app(fake.base_url) as app:
@@ -188,6 +249,10 @@ def main() -> None:
             for theme in ("light", "dark"):
                 for device in DEVICES:
                     photograph(browser, site, chat_url, state, theme, device)
+            app.manage("shell", "-c", USAGE_AND_ARCHIVE)
+            for theme in ("light", "dark"):
+                for device in DEVICES:
+                    photograph_account_and_usage(browser, site, state, theme, device)
             # Last, so that no other screen shows the banners.
             app.manage("shell", "-c", ANNOUNCEMENTS)
             for theme in ("light", "dark"):

@@ -118,6 +118,7 @@ class UsageAdmin(ReadOnly, UsageAdminBase):
             "person": person,
             "windows": figures.windows_for(user_id),
             "days": days,
+            "day_rows": figures.day_rows(days),
             "chart": chart.chart(days),
             "models": figures.by_model(user_id),
             "limits": limits.status_for(user_id),

@@ -233,6 +233,35 @@ def daily(user_id: int, days: int = CHART_DAYS) -> list[Day]:
     return result
 
 
+@dataclass
+class QuietDays:
+    """A run of days without use: one line of the days table instead of a row of zeros each."""
+
+    first: date
+    last: date
+    quiet: bool = True
+
+    @property
+    def count(self) -> int:
+        return (self.last - self.first).days + 1
+
+
+def day_rows(days: list[Day]) -> list[Day | QuietDays]:
+    """Newest first, each day with use and each run of days without as one line; empty
+    when no day had any use (the page then says so instead)."""
+    if not any(d.total for d in days):
+        return []
+    rows: list[Day | QuietDays] = []
+    for day in reversed(days):
+        if day.total:
+            rows.append(day)
+        elif rows and isinstance(rows[-1], QuietDays):
+            rows[-1].first = day.day
+        else:
+            rows.append(QuietDays(day.day, day.day))
+    return rows
+
+
 def by_model(user_id: int) -> Sequence[Mapping[str, Any]]:
     since = limits.today() - timedelta(days=CHART_DAYS - 1)
     return list(

@@ -152,6 +152,23 @@ export function imageElement(href, alt) {
   return image;
 }
 
+// A picture outline drawn in the text's colour: an emoji shows as a box where no
+// emoji font is installed.
+function imageIcon() {
+  const svgElement = (name, attributes) => {
+    const element = document.createElementNS("http://www.w3.org/2000/svg", name);
+    for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+    return element;
+  };
+  const svg = svgElement("svg", { class: "image-load-icon", viewBox: "0 0 24 24", width: "16", height: "16", "aria-hidden": "true" });
+  svg.append(
+    svgElement("rect", { x: "3", y: "4", width: "18", height: "16", rx: "2" }),
+    svgElement("circle", { cx: "9", cy: "10", r: "1.75" }),
+    svgElement("path", { d: "M4 18l5.5-5.5 3.5 3.5 2.5-2.5L20 18" }),
+  );
+  return svg;
+}
+
 function imagePlaceholder({ href, alt }) {
   const host = imageHost(href);
   if (!host) {
@@ -170,7 +187,7 @@ function imagePlaceholder({ href, alt }) {
   button.title = href;
   const label = document.createElement("span");
   label.className = "image-load-label";
-  label.textContent = `Load image from ${host}`;
+  label.append(imageIcon(), `Load image from ${host}`);
   button.append(label);
   if (alt) {
     const caption = document.createElement("span");

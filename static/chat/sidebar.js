@@ -401,8 +401,12 @@ archivedButton.addEventListener("click", async () => {
   archivedButton.setAttribute("aria-pressed", String(showingArchived));
   archivedButton.textContent = showingArchived ? "Back to chats" : "Archived chats";
   const heading = $("conversations-heading");
-  heading.textContent = showingArchived ? "Archived" : "Chats";
+  // The view's own title, not styled as a date group: a group heading with no chat
+  // right under it read as an empty group.
+  heading.textContent = showingArchived ? "Archived chats" : "Chats";
   heading.classList.toggle("visually-hidden", !showingArchived);
+  heading.classList.toggle("sidebar-heading", !showingArchived);
+  heading.classList.toggle("sidebar-view-title", showingArchived);
   groupsEl.replaceChildren();
   try {
     addPage(await fetchPage({ archived: showingArchived ? "1" : "" }));

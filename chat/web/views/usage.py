@@ -20,6 +20,7 @@ def usage_page(request: AuthenticatedHttpRequest) -> HttpResponse:
     context = {
         "windows": figures.windows_for(user_id),
         "days": days,
+        "day_rows": figures.day_rows(days),
         "chart": chart.chart(days),
         "models": figures.by_model(user_id),
         "limits": limits.status_for(user_id),
