@@ -8,11 +8,30 @@
 - users.py          per-person limits and the user list (limits inline, usage link)
 - signups.py        sign-ups waiting for approval and the approve action
 - announcements.py  banners for the chat page: audience, dates, dismissals, a preview
+- examples.py       the example prompts a new chat offers
 
 May import chat.turns, chat.usage, chat.models and chat.text/markdown/params;
 never chat.live or chat.web.
 """
 
-from chat.admin import announcements, conversations, groups, models, signups, usage, users
+from chat.admin import (
+    announcements,
+    conversations,
+    examples,
+    groups,
+    models,
+    signups,
+    usage,
+    users,
+)
 
-__all__ = ["announcements", "conversations", "groups", "models", "signups", "usage", "users"]
+__all__ = [
+    "announcements",
+    "conversations",
+    "examples",
+    "groups",
+    "models",
+    "signups",
+    "usage",
+    "users",
+]

@@ -5,6 +5,9 @@
 // On a new chat there is no conversation to save to yet: the chosen settings
 // are checked, kept here, and go with the first `send` frame (app.js asks
 // newChatSettings()).
+//
+// Whenever the settings change, a "glmweb:settings" event on the document says
+// so ({model, custom}); the header (header.js) shows them.
 
 const $ = (id) => document.getElementById(id);
 const root = $("chat");
@@ -15,7 +18,6 @@ const alertBox = $("settings-alert");
 const presetSelect = $("preset-select");
 const presetName = $("preset-name");
 const presetStatus = $("preset-status");
-const badge = $("model-badge");
 const FIELDS = ["model", "system_prompt", "temperature", "top_p", "max_tokens", "stop", "thinking", "name"];
 const PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000";
 
@@ -35,7 +37,32 @@ export function newChatSettings() {
 export function conversationCreated(id, model) {
   conversation = id;
   chosenForNewChat = null;
-  if (model) badge.textContent = model;
+  if (model) changed({ model });
+}
+
+/** The header's model picker: change the model alone, keeping the other settings. */
+export async function chooseModel(name) {
+  const current = await request(settingsUrl());
+  if (!current.ok) {
+    showSettingsErrors({ settings: current.data.error });
+    return false;
+  }
+  panel = current.data;
+  const settings = conversation ? current.data.settings : chosenForNewChat || current.data.settings;
+  const params = { ...settings.params };
+  if (!modelInfo(name)?.thinking) delete params.thinking; // a switch only some models take
+  const { ok, data } = await request(settingsUrl(), { ...settings, model: name, params });
+  if (!ok) {
+    showSettingsErrors(data.errors || { settings: data.error });
+    return false;
+  }
+  if (!conversation) chosenForNewChat = data.settings;
+  changed({ model: data.settings.model, custom: data.custom });
+  return true;
+}
+
+function changed(detail) {
+  document.dispatchEvent(new CustomEvent("glmweb:settings", { detail }));
 }
 
 /** Settings the socket refused (a new chat's first send): show them in the panel. */
@@ -201,7 +228,7 @@ async function save(settings) {
     return false;
   }
   if (!conversation) chosenForNewChat = data.settings;
-  badge.textContent = data.settings.model;
+  changed({ model: data.settings.model, custom: data.custom });
   dialog.close();
   return true;
 }
