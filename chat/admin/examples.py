@@ -1,4 +1,7 @@
-"""The example prompts a new chat offers: titles, texts, order, on or off, in one table."""
+"""The example prompts a new chat offers: titles, texts, order, on or off.
+
+Edited on each prompt's own page: list_editable's inputs have no visible label (axe).
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ else:
 @admin.register(ExamplePrompt)
 class ExamplePromptAdmin(ExamplePromptAdminBase):
     list_display = ("title", "prompt", "enabled", "position")
-    list_editable = ("enabled", "position")
     list_filter = ("enabled",)
     search_fields = ("title", "prompt")
     ordering = ("position", "id")

@@ -133,7 +133,7 @@ function showCustom(custom) {
   $("more-dot").hidden = !any;
   const note = $("more-custom");
   note.hidden = !any;
-  note.textContent = ` · ${text.toLowerCase()}`;
+  note.textContent = text;
 }
 
 marker.addEventListener("click", () => $("settings-open").click());
@@ -185,8 +185,13 @@ moreMenu.addEventListener("click", (event) => {
   if (!entry) return;
   // Focus goes back to "More options" first: the dialogs return it where it was.
   closeMenu({ focusButton: true });
-  if (entry.dataset.opens === "delete") $("delete-form").requestSubmit();
-  else $(entry.dataset.opens).click();
+  if (entry.dataset.opens === "delete") {
+    // sidebar.js asks first, then gives focus back to the (hidden) delete button.
+    $("confirm-delete").addEventListener("close", () => document.activeElement === document.body && moreButton.focus(), { once: true });
+    $("delete-form").requestSubmit();
+  } else {
+    $(entry.dataset.opens).click();
+  }
 });
 
 document.addEventListener("click", (event) => {
