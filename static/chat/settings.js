@@ -22,6 +22,9 @@ const FIELDS = ["model", "system_prompt", "temperature", "top_p", "max_tokens", 
 const PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000";
 
 let conversation = root.dataset.conversation || null;
+/** The settings the page was drawn with (a new chat's: the defaults), and the models offered. */
+const pageSettings = JSON.parse($("chat-settings").textContent);
+const pageModels = JSON.parse($("chat-models").textContent);
 /** What the server last sent: {settings, models, presets, limits}. */
 let panel = null;
 /** Settings chosen for a new chat, not yet sent. */
@@ -42,13 +45,36 @@ export function conversationCreated(id, model) {
 
 /** The header's model picker: change the model alone, keeping the other settings. */
 export async function chooseModel(name) {
+  return conversation ? chooseConversationModel(name) : chooseNewChatModel(name);
+}
+
+/** A new chat's model is chosen at once (a send right after takes it), then checked. */
+async function chooseNewChatModel(name) {
+  const before = chosenForNewChat;
+  const base = before || pageSettings;
+  const params = { ...base.params };
+  if (!pageModels.find((model) => model.name === name)?.thinking) delete params.thinking;
+  chosenForNewChat = { ...base, model: name, params };
+  const { ok, data } = await request(settingsUrl(), chosenForNewChat);
+  if (conversation) return ok; // sent meanwhile: the conversation has it
+  if (!ok) {
+    chosenForNewChat = before;
+    showSettingsErrors(data.errors || { settings: data.error });
+    return false;
+  }
+  chosenForNewChat = data.settings;
+  changed({ model: data.settings.model, custom: data.custom });
+  return true;
+}
+
+async function chooseConversationModel(name) {
   const current = await request(settingsUrl());
   if (!current.ok) {
     showSettingsErrors({ settings: current.data.error });
     return false;
   }
   panel = current.data;
-  const settings = conversation ? current.data.settings : chosenForNewChat || current.data.settings;
+  const settings = current.data.settings;
   const params = { ...settings.params };
   if (!modelInfo(name)?.thinking) delete params.thinking; // a switch only some models take
   const { ok, data } = await request(settingsUrl(), { ...settings, model: name, params });
@@ -56,7 +82,6 @@ export async function chooseModel(name) {
     showSettingsErrors(data.errors || { settings: data.error });
     return false;
   }
-  if (!conversation) chosenForNewChat = data.settings;
   changed({ model: data.settings.model, custom: data.custom });
   return true;
 }

@@ -52,6 +52,7 @@ def _chat_page(
         "model_label": (model.label or model.name) if model else current.model,
         "models": _models(catalog),
         "custom": current.customised(defaults),
+        "settings": current.as_dict(),
         "examples": [] if conversation else list(ExamplePrompt.objects.shown()[:EXAMPLES_SHOWN]),
         "max_message_chars": settings.GLMWEB_MAX_MESSAGE_CHARS,
         "announcements": list(Announcement.objects.active_for(request.user, timezone.now())),
