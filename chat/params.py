@@ -112,6 +112,14 @@ class ConversationSettings:
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model, "system_prompt": self.system_prompt, "params": self.params}
 
+    def customised(self, defaults: ConversationSettings) -> dict[str, bool]:
+        """What differs from a new chat's defaults: the system prompt ("instructions"),
+        the sampling parameters ("settings"). The model is shown on its own."""
+        return {
+            "instructions": self.system_prompt != defaults.system_prompt,
+            "settings": self.params != defaults.params,
+        }
+
 
 def catalog_from_settings(entries: list[dict[str, Any]]) -> Catalog:
     """GLMWEB_MODELS as a catalog: what the admin's model rows are first seeded with."""

@@ -6,7 +6,8 @@ code, a table, math), and photographs each screen (the account menu, the archive
 usage page after a month of use is added; last, the chat page under two
 announcements) in Chromium, light and dark,
 at desktop (1280 by 800) and phone (390 by 844) sizes. A screen the page doesn't
-have (yet) is skipped.
+have (yet) is skipped. The rich conversation has a system prompt, so its header
+shows the "Custom instructions" marker; the model picker is photographed open.
 
     .venv/bin/python scripts/screenshots.py
 """
@@ -76,6 +77,21 @@ How fast it converges:
 The error shrinks like $1/n^2$, as the midpoint rule promises for smooth functions.
 """
 
+
+MODELS = "glm-5:200000:thinking,glm-4.5-air:128000,glm-4.5-flash:128000"
+LABELS = """
+from chat.models import ChatModel
+for name, label in [("glm-5", "GLM-5"), ("glm-4.5-air", "GLM-4.5 Air"),
+                    ("glm-4.5-flash", "GLM-4.5 Flash")]:
+    ChatModel.objects.filter(name=name).update(label=label)
+"""
+# The rich conversation (the newest) gets instructions: its header shows the marker.
+INSTRUCTIONS = """
+from chat.models import Conversation
+chat = Conversation.objects.order_by("-created_at").first()
+chat.system_prompt = "You are a patient maths tutor. Show the working."
+chat.save(update_fields=["system_prompt"])
+"""
 
 ANNOUNCEMENTS = """
 from chat.models import Announcement
@@ -160,9 +176,14 @@ def shoot(page: Page, name: str) -> None:
     print("wrote", OUT.relative_to(ROOT) / f"{name}.png")
 
 
-def settings_button(page: Page) -> object | None:
-    button = page.get_by_role("button", name="settings", exact=False)
-    return button.first if button.count() else None
+def open_settings(page: Page, device: str) -> None:
+    """The settings dialog: from the header's button, or "More options" on a phone."""
+    if device == "phone":
+        page.get_by_role("button", name="More options").click()
+        page.get_by_role("menuitem", name="Chat settings").click()
+    else:
+        page.get_by_role("button", name="Chat settings").click()
+    page.wait_for_function("() => document.getElementById('settings-model').options.length > 0")
 
 
 def photograph(
@@ -190,10 +211,17 @@ def photograph(
         shoot(page, f"sidebar-open-{suffix}")
         page.keyboard.press("Escape")
 
-    button = settings_button(page)
-    if button is not None and button.is_visible():
-        button.click()
-        shoot(page, f"settings-{suffix}")
+    page.get_by_role("button", name="Model").click()
+    shoot(page, f"models-{suffix}")
+    page.keyboard.press("Escape")
+
+    if device == "phone":
+        page.get_by_role("button", name="More options").click()
+        shoot(page, f"more-{suffix}")
+        page.keyboard.press("Escape")
+
+    open_settings(page, device)
+    shoot(page, f"settings-{suffix}")
     context.close()
 
 
@@ -238,7 +266,11 @@ def photograph_account_and_usage(
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    with FakeUpstream().run_in_thread() as fake, glmweb_app(fake.base_url) as app:
+    with (
+        FakeUpstream().run_in_thread() as fake,
+        glmweb_app(fake.base_url, GLMWEB_MODELS=MODELS) as app,
+    ):
+        app.manage("shell", "-c", LABELS)
         site = app.start_worker("screenshots")
         app.create_user("ada")
         with sync_playwright() as playwright:
@@ -246,6 +278,7 @@ def main() -> None:
                 executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
             )
             chat_url, state = seed(browser, site, fake)
+            app.manage("shell", "-c", INSTRUCTIONS)
             for theme in ("light", "dark"):
                 for device in DEVICES:
                     photograph(browser, site, chat_url, state, theme, device)

@@ -24,7 +24,6 @@ from typing import Any
 import httpx
 
 from bench.servers import command_tail, free_port, wait_for_http
-from tests.conftest import text_of
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a long enough test password 1"
@@ -184,6 +183,9 @@ class RemoteSocket:
 
     async def text_until(self, chars: int) -> list[dict[str, Any]]:
         """The reply's events until at least ``chars`` of its text have arrived."""
+        # Here, not at the top: scripts/screenshots.py imports this module without Django set up.
+        from tests.conftest import text_of
+
         received = await self.until("delta")
         while len(text_of(received)) < chars:
             received += await self.until("delta")

@@ -82,7 +82,17 @@ def test_no_serious_accessibility_violations(browser, site, fake, size, scheme) 
     page.locator("details.thinking summary").first.click()
     found["chat"] = violations(page)
 
-    page.get_by_role("button", name="Keyboard shortcuts").click()
+    page.get_by_role("button", name="Model").click()
+    page.get_by_role("listbox", name="Model").wait_for()
+    found["model picker"] = violations(page)
+    page.keyboard.press("Escape")
+
+    if size == "phone":  # the header's tools are under "More options" there
+        page.get_by_role("button", name="More options").click()
+        found["more options"] = violations(page)
+        page.get_by_role("menuitem", name="Keyboard shortcuts").click()
+    else:
+        page.get_by_role("button", name="Keyboard shortcuts").click()
     page.get_by_role("dialog", name="Keyboard shortcuts").wait_for()
     found["shortcuts dialog"] = violations(page)
     page.keyboard.press("Escape")

@@ -123,6 +123,7 @@ ADMIN_PAGES = {
     "usage": "/admin/chat/dailyusage/",
     "conversations": "/admin/chat/conversation/",
     "users": "/admin/auth/user/",
+    "example prompts": "/admin/chat/exampleprompt/",
 }
 
 

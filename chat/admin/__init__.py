@@ -9,6 +9,7 @@
 - signups.py        sign-ups waiting for approval and the approve action
 - sign_on.py        of allauth's models, only the links to the SSO provider
 - announcements.py  banners for the chat page: audience, dates, dismissals, a preview
+- examples.py       the example prompts a new chat offers
 
 May import chat.turns, chat.usage, chat.models and chat.text/markdown/params;
 never chat.live or chat.web.
@@ -17,6 +18,7 @@ never chat.live or chat.web.
 from chat.admin import (
     announcements,
     conversations,
+    examples,
     groups,
     models,
     sign_on,
@@ -28,6 +30,7 @@ from chat.admin import (
 __all__ = [
     "announcements",
     "conversations",
+    "examples",
     "groups",
     "models",
     "sign_on",

@@ -124,6 +124,11 @@ class Conversation(models.Model):
         conversation.apply_settings(defaults)
         return conversation
 
+    def current_settings(self) -> ConversationSettings:
+        return ConversationSettings(
+            model=self.model, system_prompt=self.system_prompt, params=self.params
+        )
+
     def apply_settings(self, chosen: ConversationSettings) -> None:
         """Set (not save) checked settings."""
         self.model = chosen.model

@@ -6,6 +6,8 @@ import { ChatSocket } from "./socket.js";
 import { MessageTree, keepTimesFresh, timeElement, versionNav } from "./tree.js";
 import { renameInSidebar, setCurrentConversation, setTitle, upsertSidebar } from "./sidebar.js";
 import { conversationCreated, newChatSettings, showSettingsErrors } from "./settings.js";
+import { modelTag } from "./header.js";
+import "./empty.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("chat");
@@ -288,6 +290,7 @@ class Reply {
     }
     if (this.durationMs != null) bits.push(formatDuration(this.durationMs));
     meta.textContent = bits.length ? `${bits.join(" · ")} · ` : "";
+    meta.prepend(...modelTag(this.model));
     meta.append(timeElement(this.createdAt));
     return meta;
   }

@@ -5,6 +5,9 @@
 // On a new chat there is no conversation to save to yet: the chosen settings
 // are checked, kept here, and go with the first `send` frame (app.js asks
 // newChatSettings()).
+//
+// Whenever the settings change, a "glmweb:settings" event on the document says
+// so ({model, custom}); the header (header.js) shows them.
 
 const $ = (id) => document.getElementById(id);
 const root = $("chat");
@@ -15,11 +18,13 @@ const alertBox = $("settings-alert");
 const presetSelect = $("preset-select");
 const presetName = $("preset-name");
 const presetStatus = $("preset-status");
-const badge = $("model-badge");
 const FIELDS = ["model", "system_prompt", "temperature", "top_p", "max_tokens", "stop", "thinking", "name"];
 const PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000";
 
 let conversation = root.dataset.conversation || null;
+/** The settings the page was drawn with (a new chat's: the defaults), and the models offered. */
+const pageSettings = JSON.parse($("chat-settings").textContent);
+const pageModels = JSON.parse($("chat-models").textContent);
 /** What the server last sent: {settings, models, presets, limits}. */
 let panel = null;
 /** Settings chosen for a new chat, not yet sent. */
@@ -35,7 +40,54 @@ export function newChatSettings() {
 export function conversationCreated(id, model) {
   conversation = id;
   chosenForNewChat = null;
-  if (model) badge.textContent = model;
+  if (model) changed({ model });
+}
+
+/** The header's model picker: change the model alone, keeping the other settings. */
+export async function chooseModel(name) {
+  return conversation ? chooseConversationModel(name) : chooseNewChatModel(name);
+}
+
+/** A new chat's model is chosen at once (a send right after takes it), then checked. */
+async function chooseNewChatModel(name) {
+  const before = chosenForNewChat;
+  const base = before || pageSettings;
+  const params = { ...base.params };
+  if (!pageModels.find((model) => model.name === name)?.thinking) delete params.thinking;
+  chosenForNewChat = { ...base, model: name, params };
+  const { ok, data } = await request(settingsUrl(), chosenForNewChat);
+  if (conversation) return ok; // sent meanwhile: the conversation has it
+  if (!ok) {
+    chosenForNewChat = before;
+    showSettingsErrors(data.errors || { settings: data.error });
+    return false;
+  }
+  chosenForNewChat = data.settings;
+  changed({ model: data.settings.model, custom: data.custom });
+  return true;
+}
+
+async function chooseConversationModel(name) {
+  const current = await request(settingsUrl());
+  if (!current.ok) {
+    showSettingsErrors({ settings: current.data.error });
+    return false;
+  }
+  panel = current.data;
+  const settings = current.data.settings;
+  const params = { ...settings.params };
+  if (!modelInfo(name)?.thinking) delete params.thinking; // a switch only some models take
+  const { ok, data } = await request(settingsUrl(), { ...settings, model: name, params });
+  if (!ok) {
+    showSettingsErrors(data.errors || { settings: data.error });
+    return false;
+  }
+  changed({ model: data.settings.model, custom: data.custom });
+  return true;
+}
+
+function changed(detail) {
+  document.dispatchEvent(new CustomEvent("glmweb:settings", { detail }));
 }
 
 /** Settings the socket refused (a new chat's first send): show them in the panel. */
@@ -201,7 +253,7 @@ async function save(settings) {
     return false;
   }
   if (!conversation) chosenForNewChat = data.settings;
-  badge.textContent = data.settings.model;
+  changed({ model: data.settings.model, custom: data.custom });
   dialog.close();
   return true;
 }

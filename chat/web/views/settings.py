@@ -17,7 +17,7 @@ from django.http import Http404, HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from chat.models import ChatModel, Conversation, Preset
+from chat.models import ChatModel, Preset
 from chat.params import (
     MAX_STOP_SEQUENCES,
     MAX_TOKENS_LIMIT,
@@ -71,7 +71,7 @@ def conversation_settings(
             return _errors(error.errors)
         conversation.apply_settings(chosen)
         conversation.save(update_fields=["model", "system_prompt", "params"])
-    return JsonResponse(_panel(request, _settings_of(conversation), catalog))
+    return JsonResponse(_panel(request, conversation.current_settings(), catalog))
 
 
 @require_POST
@@ -130,14 +130,6 @@ def _errors(errors: dict[str, str]) -> JsonResponse:
     return JsonResponse({"error": " ".join(errors.values()), "errors": errors}, status=400)
 
 
-def _settings_of(conversation: Conversation) -> ConversationSettings:
-    return ConversationSettings(
-        model=conversation.model,
-        system_prompt=conversation.system_prompt,
-        params=conversation.params,
-    )
-
-
 def _catalog(request: AuthenticatedHttpRequest) -> Catalog:
     """The models this person may choose: enabled, and allowed by their groups."""
     return policy.catalog_for(request.user.pk, ChatModel.objects.catalog())
@@ -149,6 +141,7 @@ def _panel(
     presets = Preset.objects.filter(owner=request.user).order_by("name")
     return {
         "settings": current.as_dict(),
+        "custom": current.customised(default_settings(catalog)),
         "models": [model.as_dict() for model in catalog.models],
         "presets": [_preset_dict(preset) for preset in presets],
         "limits": {
