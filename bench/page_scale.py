@@ -9,10 +9,15 @@ conversation in Debian's Chromium under Playwright with
 - **open**: when the page script said it was ready, when the frame after that
   was shown, when the main thread was last busy with a task over 50 ms (the
   page is interactive from then on: the TTI rule, with a 3 s quiet window),
-  the longest task, and the tab's memory once settled (CDP
-  `Performance.getMetrics` JS heap and DOM nodes, and the renderer's RSS);
-- **stream** (plain and markdown): a 20,000-token reply from the fake at
-  4,000 tokens/s in a new chat: tasks over 50 ms while it streams, the longest.
+  the longest task, and the tab's memory once settled, after a full GC (CDP
+  `Runtime.getHeapUsage`: V8's heap and Blink's, where the DOM lives;
+  `Performance.getMetrics` DOM nodes; the renderer process's RSS);
+- **stream** (plain: one 20,000-word paragraph, the fake's default words;
+  markdown: sections of headings, code, math and lists): a 20,000-token reply
+  from the fake at 4,000 tokens/s in a new chat, throttled likewise: tasks over
+  50 ms from the send until the reply is shown whole (a page that renders
+  behind the text says so with `aria-busy`), the longest, and the seconds
+  until the stream ended and until it was all shown.
 
 Flags: `--messages`, `--tokens`, `--rate`, `--throttle`, `--json PATH`.
 `--seed USER` is the child's job (seed and print the conversation id).
@@ -33,6 +38,7 @@ from bench.servers import fake_upstream, glmweb, login_cookie, to_json
 
 CHROMIUM = "/usr/bin/chromium"
 QUIET_SECONDS = 3.0
+READY = "() => document.getElementById('chat')?.dataset.ready === 'true'"
 
 ANSWER = r"""Here is question {i} worked through, with **code**, a list and math.
 
@@ -167,7 +173,7 @@ def open_conversation(browser: Any, url: str, cookie: str, throttle: float) -> d
     cdp = context.new_cdp_session(page)
     cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
     page.goto(url, wait_until="load")
-    page.locator("main#chat[data-ready=true]").wait_for(timeout=120_000)
+    page.wait_for_function(READY, polling=100, timeout=120_000)
     wait_quiet(page)
     timing = page.evaluate(
         "() => ({ ready: window.__readyAt, shown: window.__shownAt, tasks: window.__longTasks,"
@@ -204,7 +210,7 @@ def stream_reply(
     page.add_init_script(OBSERVE)
     cdp = context.new_cdp_session(page)
     page.goto(url, wait_until="load")
-    page.locator("main#chat[data-ready=true]").wait_for()
+    page.wait_for_function(READY, polling=100)
     cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
     page.wait_for_timeout(1000)
     began = page.evaluate("performance.now()")

@@ -29,7 +29,7 @@ class MessageView {
     this.createdAt = data.created_at || new Date().toISOString();
     this.hydrated = false;
     this.footerStale = true;
-    this.el = el("article", `msg msg-${role}`);
+    this.el = el("article", `msg msg-${role} lazy`);
     this.el.dataset.id = this.id;
     this.el.dataset.role = role;
   }
@@ -42,6 +42,7 @@ class MessageView {
   hydrate() {
     if (this.hydrated) return;
     this.hydrated = true;
+    this.el.classList.remove("lazy");
     this.render();
     this.renderFooter();
   }
@@ -111,6 +112,7 @@ export class Reply extends MessageView {
   render() {
     this.build();
     this.hydrated = true;
+    this.el.classList.remove("lazy");
     this.dirty = false;
     const hasReasoning = this.reasoning.length > 0;
     this.thinking.hidden = !hasReasoning;
