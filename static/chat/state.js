@@ -8,9 +8,9 @@ export const state = {
   leaf: null,
   // A branch chosen here that the server hasn't confirmed yet (see switchTo).
   unsyncedLeaf: null,
-  /** @type {Map<string, import("./messages.js").Reply>} */
+  /** Reply views by id (messages.js). */
   replies: new Map(),
-  /** @type {Map<string, import("./messages.js").UserMessage>} */
+  /** UserMessage views by id. */
   userMessages: new Map(),
   // Id of the reply being generated here; `true` while joined says one is but
   // its snapshot hasn't arrived yet.
