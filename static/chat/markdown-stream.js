@@ -16,10 +16,11 @@ const PARAGRAPH_PIECE = 1200;
 // character (a stray `*` or `[`) and shown.
 const HOLD_MAX = 400;
 // Work per frame, and how much finished markdown goes to marked at a time.
-const FRAME_BUDGET_MS = 6;
-const BATCH_CHARS = 400;
+const FRAME_BUDGET_MS = 5;
+const BATCH_CHARS = 160;
 // How much of the unrendered text is lexed at a time to find finished blocks.
 const LEX_WINDOW = 4096;
+const CHUNK_NODES = 40;
 // A last line that may be the start of a block (a list item, a heading, a fence,
 // a setext underline that would turn the paragraph into a heading) waits for more.
 const PARTIAL_BLOCK_LINE = /(^|\n) {0,3}([-*+=#>|`~]+|\d{1,9}[.)]?)[ \t]*$/;
@@ -162,7 +163,7 @@ export function shownPart(source, token) {
 
 function newStream(target) {
   // stable: the source shown for good; queue: finished blocks lexed, not yet shown.
-  const stream = { stable: "", nodes: 0, paragraph: null, queue: [] };
+  const stream = { stable: "", nodes: 0, paragraph: null, queue: [], chunk: null };
   streams.set(target, stream);
   target.replaceChildren();
   return stream;
@@ -181,6 +182,21 @@ function dropLiveNodes(target, stream) {
 function commit(target, stream, source) {
   stream.stable += source;
   stream.nodes = target.childNodes.length;
+}
+
+/**
+ * Finished blocks go into chunks of a few dozen: appending to a container of
+ * thousands of blocks costs the browser a walk over all of them every frame.
+ */
+function appendFinished(target, stream, fragment) {
+  let chunk = stream.chunk;
+  if (!chunk || chunk.childNodes.length >= CHUNK_NODES) {
+    chunk = document.createElement("div");
+    chunk.className = "md-chunk";
+    target.append(chunk);
+    stream.chunk = chunk;
+  }
+  chunk.append(fragment);
 }
 
 /**
@@ -282,7 +298,7 @@ function renderStep(target, source, final) {
         stream.queue = [];
         break;
       }
-      target.append(renderFragment(batch));
+      appendFinished(target, stream, renderFragment(batch));
       commit(target, stream, batch);
       if (performance.now() > deadline) return false;
     }
@@ -302,6 +318,7 @@ function renderStep(target, source, final) {
     if (token?.type === "paragraph" && open.length > PARAGRAPH_PIECE * 2 && open.startsWith(token.text)) {
       const el = document.createElement("p");
       target.append(el);
+      stream.chunk = null; // what comes after the paragraph goes after it
       stream.paragraph = { el, text: "", nodes: 0 };
       const step = continueParagraph(target, stream, source, final, deadline);
       return step.status === "open" ? step.caughtUp : false;
