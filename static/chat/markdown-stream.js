@@ -16,8 +16,8 @@ const PARAGRAPH_PIECE = 1200;
 // character (a stray `*` or `[`) and shown.
 const HOLD_MAX = 400;
 // Work per frame, and how much finished markdown goes to marked at a time.
-const FRAME_BUDGET_MS = 5;
-const BATCH_CHARS = 160;
+const FRAME_BUDGET_MS = 6;
+const BATCH_CHARS = 400;
 // How much of the unrendered text is lexed at a time to find finished blocks.
 const LEX_WINDOW = 4096;
 const CHUNK_NODES = 40;
