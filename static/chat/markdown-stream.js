@@ -345,6 +345,10 @@ export function renderMarkdown(target, source, { streaming = false } = {}) {
   const stream = streams.get(target);
   if (stream && !REFERENCE_DEFINITION.test(source)) {
     if (!renderStep(target, source, true)) return false;
+    // Finished, it is the DOM a reload renders: the chunks and pieces were for streaming.
+    for (const wrapper of target.querySelectorAll(":scope > .md-chunk, :scope > p > .md-piece")) {
+      wrapper.replaceWith(...wrapper.childNodes);
+    }
   } else {
     target.replaceChildren(renderFragment(source));
   }
