@@ -127,6 +127,8 @@ const PURIFY_CONFIG = {
   ALLOW_DATA_ATTR: false,
   RETURN_DOM_FRAGMENT: true,
 };
+// Parsed once: a streaming reply sanitizes a piece every frame.
+DOMPurify.setConfig(PURIFY_CONFIG);
 
 function imageHost(href) {
   try {
@@ -323,11 +325,11 @@ function renderMath(fragment) {
 
 // --- rendering -----------------------------------------------------------------
 
-function renderFragment(source, live = false) {
+export function renderFragment(source, live = false) {
   imagesInRender = [];
   const html = marked.parse(source, { async: false });
   const images = imagesInRender;
-  const fragment = DOMPurify.sanitize(html, PURIFY_CONFIG);
+  const fragment = DOMPurify.sanitize(html);
   replaceImages(fragment, images);
   renderMath(fragment);
   decorateCodeBlocks(fragment, live);
@@ -335,60 +337,20 @@ function renderFragment(source, live = false) {
   return fragment;
 }
 
-// While a reply streams, only its last block changes. Each target keeps the
-// source of the blocks before it (rendered once, for good) and re-renders only
-// what follows, so a frame costs the size of the last block, not of the reply.
-const streams = new WeakMap();
-const REFERENCE_DEFINITION = /^ {0,3}\[[^\]]+\]:/m;
-
-function dropLiveNodes(target, stream) {
-  while (target.childNodes.length > stream.nodes) target.lastChild.remove();
+/** One paragraph's inline markdown (a piece of it while it streams), sanitized. */
+export function renderInlineFragment(source) {
+  imagesInRender = [];
+  const html = marked.parseInline(source, { async: false });
+  const images = imagesInRender;
+  const fragment = DOMPurify.sanitize(html);
+  replaceImages(fragment, images);
+  renderMath(fragment);
+  return fragment;
 }
 
-function renderStreaming(target, source) {
-  let stream = streams.get(target);
-  if (!stream || !source.startsWith(stream.stable)) {
-    stream = { stable: "", nodes: 0 };
-    streams.set(target, stream);
-    target.replaceChildren();
-  }
-  const tail = source.slice(stream.stable.length);
-  const tokens = marked.lexer(tail);
-  let last = tokens.length - 1;
-  while (last > 0 && tokens[last].type === "space") last -= 1;
-  const finished = tokens
-    .slice(0, Math.max(last, 0))
-    .map((token) => token.raw)
-    .join("");
-  dropLiveNodes(target, stream);
-  if (finished && tail.startsWith(finished)) {
-    target.append(renderFragment(finished));
-    stream.stable += finished;
-    stream.nodes = target.childNodes.length;
-  }
-  target.append(renderFragment(source.slice(stream.stable.length), true));
-}
-
-/**
- * Render untrusted markdown into `target`, replacing its children. With
- * `streaming`, `source` is expected to grow between calls and only its end is
- * redone; the call without it after the last one finishes the job.
- */
-export function renderMarkdown(target, source, { streaming = false } = {}) {
-  source ||= "";
-  if (streaming) {
-    renderStreaming(target, source);
-    return;
-  }
-  const stream = streams.get(target);
-  streams.delete(target);
-  // Blocks rendered apart can't see each other's [reference]: definitions.
-  if (stream && source.startsWith(stream.stable) && !REFERENCE_DEFINITION.test(source)) {
-    dropLiveNodes(target, stream);
-    target.append(renderFragment(source.slice(stream.stable.length)));
-    return;
-  }
-  target.replaceChildren(renderFragment(source));
+/** The block tokens of `source` (markdown-stream.js splits a growing reply with them). */
+export function lexBlocks(source) {
+  return marked.lexer(source);
 }
 
 // --- clicks inside rendered markdown ---------------------------------------------

@@ -1,0 +1,184 @@
+// The transcript shown: the branch ending at `state.leaf`, one view per message.
+//
+// A long conversation opens fast because its messages go in as plain text
+// (all of it there for the browser's find) and are rendered (markdown, code,
+// math, actions) in small slices as they near the viewport; off-screen ones
+// cost no layout (`content-visibility: auto` in messages.css). A streaming
+// reply is re-rendered at most once per animation frame.
+import { Follower } from "./follow.js";
+import { Reply, UserMessage } from "./messages.js";
+import { state } from "./state.js";
+import { MessageTree } from "./tree.js";
+
+const messagesEl = document.getElementById("messages");
+const scroller = document.getElementById("scroller");
+const emptyState = document.getElementById("empty-state");
+
+// Rendered at once when a conversation opens: what the first screen shows.
+const RENDER_AT_ONCE = 4;
+// Work per slice of lazy rendering, so no task keeps the page from responding.
+const SLICE_MS = 8;
+
+export const follower = new Follower(scroller, document.getElementById("jump-latest"), () =>
+  document.getElementById("message").focus(),
+);
+
+/** The ids of the branch shown, oldest first. */
+export function shownPath() {
+  return state.leaf ? state.tree.branchThrough(state.leaf) : [];
+}
+
+function viewById(id) {
+  return state.replies.get(id) || state.userMessages.get(id) || null;
+}
+
+export function lastReply() {
+  const path = shownPath();
+  const last = path[path.length - 1];
+  return last ? state.replies.get(last) || null : null;
+}
+
+// --- rendering as messages near the viewport -----------------------------------
+
+const near = new Set(); // views within the observer's margin of the viewport
+const queue = new Set(); // views to render or whose footer is out of date
+let sliceScheduled = false;
+
+const observer = new IntersectionObserver(
+  (entries) => {
+    for (const entry of entries) {
+      const view = viewById(entry.target.dataset.id);
+      if (!view) continue;
+      if (entry.isIntersecting) {
+        near.add(view);
+        if (!view.hydrated || view.footerStale) queue.add(view);
+      } else {
+        near.delete(view);
+      }
+    }
+    scheduleSlice();
+  },
+  { root: scroller, rootMargin: "1500px 0px" },
+);
+
+function scheduleSlice() {
+  if (sliceScheduled || !queue.size) return;
+  sliceScheduled = true;
+  setTimeout(runSlice, 0);
+}
+
+function runSlice() {
+  sliceScheduled = false;
+  const started = performance.now();
+  // Newest first: a conversation opens at its end.
+  const views = [...queue].reverse();
+  for (const view of views) {
+    if (performance.now() - started > SLICE_MS) break;
+    queue.delete(view);
+    if (!view.el.isConnected) continue;
+    if (!view.hydrated) view.hydrate();
+    else if (view.footerStale) view.renderFooter();
+  }
+  follower.settle();
+  scheduleSlice();
+}
+
+/** The view of one message, made (as plain text) the first time it is shown. */
+export function viewOf(id) {
+  const data = state.tree.get(id);
+  if (data.role === "user") {
+    if (!state.userMessages.has(id)) state.userMessages.set(id, new UserMessage(data));
+    return state.userMessages.get(id);
+  }
+  let reply = state.replies.get(id);
+  if (!reply) {
+    reply = new Reply(data);
+    state.replies.set(id, reply);
+  }
+  return reply;
+}
+
+/** Footers depend on which reply is last and on whether anything is running. */
+export function refreshFooters() {
+  const path = shownPath();
+  const last = path[path.length - 1];
+  for (const id of path) {
+    const view = viewById(id);
+    if (!view || !view.hydrated) continue;
+    if (id === last || near.has(view)) view.renderFooter();
+    else view.footerStale = true; // redone when it nears the viewport
+  }
+}
+
+/** Show the branch ending at `state.leaf`. */
+export function showBranch() {
+  const path = shownPath();
+  const views = path.map(viewOf);
+  observer.disconnect();
+  near.clear();
+  queue.clear();
+  messagesEl.replaceChildren(...views.map((view) => view.el));
+  emptyState.hidden = path.length > 0;
+  for (const view of views.slice(-RENDER_AT_ONCE)) view.hydrate();
+  for (const view of views) observer.observe(view.el);
+  refreshFooters();
+}
+
+export function addUserMessage(data) {
+  state.tree.add({ ...data, role: "user" });
+}
+
+/** A reply the page learns of from an event; shown at the end of the branch. */
+export function addReply(data) {
+  if (!state.tree.get(data.id)) {
+    const parent = data.parent || state.leaf;
+    state.tree.add({ created_at: new Date().toISOString(), ...data, parent, role: "assistant" });
+  }
+  const reply = viewOf(data.id);
+  if (state.leaf !== data.id) {
+    state.leaf = data.id;
+    showBranch();
+  }
+  reply.hydrate();
+  return reply;
+}
+
+export function showTranscript(items) {
+  state.tree = new MessageTree(items);
+  state.replies.clear();
+  state.userMessages.clear();
+  const shown = items.filter((item) => item.shown !== false);
+  const leaf = shown[shown.length - 1] || state.tree.newest();
+  state.leaf = leaf ? leaf.id : null;
+  showBranch();
+  follower.jump();
+}
+
+// --- a streaming reply ------------------------------------------------------------
+
+const dirty = new Set();
+
+export function scheduleRender(reply) {
+  reply.dirty = true;
+  if (dirty.size === 0) requestAnimationFrame(flushRenders);
+  dirty.add(reply);
+}
+
+function flushRenders() {
+  const replies = [...dirty];
+  dirty.clear();
+  for (const reply of replies) {
+    // A reply whose markdown is behind (a burst of text) goes on next frame.
+    if (!reply.dirty) continue;
+    const complete = reply.render();
+    reply.el.setAttribute("aria-busy", String(reply.streaming || !complete));
+    if (!complete) scheduleRender(reply);
+  }
+  follower.settle();
+}
+
+/** Run a DOM change, then keep to the bottom if following. */
+export function keepingBottom(change) {
+  change();
+  follower.settle();
+}
