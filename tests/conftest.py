@@ -11,6 +11,8 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import channels.db
+import django.db
 import pytest
 from asgiref.sync import SyncToAsync
 from channels.db import database_sync_to_async
@@ -39,6 +41,17 @@ def fresh_channel_layer() -> None:
     # not outlive it.
     channel_layers.backends.clear()
     runner.RUNNING.clear()
+
+
+@pytest.fixture(autouse=True)
+def close_old_connections_restored() -> Iterator[None]:
+    # channels' test communicators mock.patch channels.db.close_old_connections
+    # to a no-op around each send and receive; communicators awaited together
+    # (asyncio.gather) unwind those patches out of order and can leave the no-op
+    # in place, which turns off Django's connection health checks for every
+    # later test (a PostgreSQL connection ended by the server then stays dead).
+    yield
+    channels.db.close_old_connections = django.db.close_old_connections
 
 
 @pytest.fixture(autouse=True)
