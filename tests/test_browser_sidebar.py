@@ -208,3 +208,22 @@ def test_export_downloads_json_and_markdown(page, site, tmp_path) -> None:
     everything = json.loads(Path(download.value.path()).read_text())
     assert len(everything["conversations"]) == 3
     assert page.errors == []
+
+
+def test_the_chat_menu_works_from_the_keyboard(page, site, tmp_path) -> None:
+    sign_up(page, site, "kit")
+    import_file(page, chatgpt_file(tmp_path))
+    sidebar_link(page, "Garden").wait_for()
+
+    open_menu(page, "Garden")
+    focused = "document.activeElement.textContent.trim()"
+    page.wait_for_function(f"{focused} === 'Rename'")
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate(focused) == "Pin"
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")  # past the first: round to the last
+    assert page.evaluate(focused) == "Delete"
+    page.keyboard.press("Escape")
+    page.get_by_role("menu").wait_for(state="hidden")
+    label = page.evaluate("document.activeElement.getAttribute('aria-label')")
+    assert label == "Options for Garden"

@@ -3,6 +3,7 @@
 // menu that holds the settings, shortcuts and delete buttons on a phone. Also
 // the model names replies show (modelTag, used by app.js).
 import { chooseModel } from "./settings.js";
+import { handleMenuKeys } from "./menus.js";
 
 const $ = (id) => document.getElementById(id);
 /** The models this person may use: [{name, label, context_tokens, thinking}]. */
@@ -165,21 +166,7 @@ function closeMenu({ focusButton = false } = {}) {
 }
 
 moreButton.addEventListener("click", () => (moreMenu.hidden ? openMenu() : closeMenu({ focusButton: true })));
-moreMenu.addEventListener("keydown", (event) => {
-  const entries = menuEntries();
-  const at = entries.indexOf(document.activeElement);
-  if (event.key === "Escape") {
-    event.preventDefault();
-    event.stopPropagation();
-    closeMenu({ focusButton: true });
-  } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
-    event.preventDefault();
-    const step = event.key === "ArrowDown" ? 1 : -1;
-    entries[(at + step + entries.length) % entries.length].focus();
-  } else if (event.key === "Tab") {
-    closeMenu();
-  }
-});
+handleMenuKeys(moreMenu, menuEntries, closeMenu);
 moreMenu.addEventListener("click", (event) => {
   const entry = event.target.closest("[data-opens]");
   if (!entry) return;

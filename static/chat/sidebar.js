@@ -1,6 +1,8 @@
 // The sidebar: conversations by date, their ⋯ menu (rename, pin, archive,
 // delete, export), search, the archived view, import, and the topbar title and
 // delete button that act on the conversation shown.
+import { handleMenuKeys } from "./menus.js";
+
 const $ = (id) => document.getElementById(id);
 const root = $("chat");
 const sidebar = $("sidebar");
@@ -218,21 +220,7 @@ function menuEntries() {
   return [...menu.querySelectorAll('[role="menuitem"]')];
 }
 
-menu.addEventListener("keydown", (event) => {
-  const entries = menuEntries();
-  const at = entries.indexOf(document.activeElement);
-  if (event.key === "Escape") {
-    event.preventDefault();
-    event.stopPropagation();
-    closeMenu({ focusButton: true });
-  } else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
-    event.preventDefault();
-    const step = event.key === "ArrowDown" ? 1 : -1;
-    entries[(at + step + entries.length) % entries.length].focus();
-  } else if (event.key === "Tab") {
-    closeMenu();
-  }
-});
+handleMenuKeys(menu, menuEntries, closeMenu);
 
 menu.addEventListener("click", (event) => {
   const entry = event.target.closest("[data-action]");
