@@ -166,14 +166,14 @@ def test_a_system_prompt_or_custom_settings_show_a_marker_that_opens_them(browse
     dialog.get_by_label("Temperature").fill("0.4")
     dialog.get_by_role("button", name="Save", exact=True).click()
     dialog.wait_for(state="hidden")
-    assert page.get_by_role("button", name="Custom settings").is_visible()
+    page.get_by_role("button", name="Custom settings").wait_for()  # once the save answers
 
     send(page, "Hi")
     page.wait_for_url("**/c/*/")
     page.reload()
     wait_until_ready(page)
     custom = page.get_by_role("button", name="Custom settings")
-    assert custom.is_visible()
+    custom.wait_for()
     custom.click()
     dialog.wait_for()
     page.wait_for_function("() => document.getElementById('settings-model').options.length > 0")
@@ -181,8 +181,8 @@ def test_a_system_prompt_or_custom_settings_show_a_marker_that_opens_them(browse
     dialog.get_by_role("button", name="Save", exact=True).click()
     dialog.wait_for(state="hidden")
     instructions = page.get_by_role("button", name="Custom instructions")
-    assert instructions.is_visible()
-    assert page.evaluate("document.activeElement.id") == "custom-marker"
+    instructions.wait_for()
+    page.wait_for_function("document.activeElement?.id === 'custom-marker'")
     found = violations(page)
 
     # Back to the defaults: the marker goes.
@@ -193,7 +193,7 @@ def test_a_system_prompt_or_custom_settings_show_a_marker_that_opens_them(browse
     dialog.get_by_label("Temperature").fill("")
     dialog.get_by_role("button", name="Save", exact=True).click()
     dialog.wait_for(state="hidden")
-    assert marker.is_hidden()
+    marker.wait_for(state="hidden")
     context.close()
     assert found == []
 
