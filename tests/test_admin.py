@@ -210,3 +210,35 @@ def test_the_conversation_list_queries_do_not_grow_with_rows(
     for index in range(20):
         make_conversation(alice, title=f"More {index}", turns=2)
     count_queries(admin_client, url, django_assert_max_num_queries, 10)
+
+
+def test_a_persons_page_puts_access_and_limits_before_the_permission_picker(
+    admin_client: Client,
+) -> None:
+    alice = make_user("alice")
+    page = admin_client.get(reverse("admin:auth_user_change", args=[alice.pk])).content.decode()
+
+    # Django 5.1+ renders a collapsed fieldset as a closed <details>.
+    permissions = page.index('name="user_permissions"')
+    assert page.rfind("<details", 0, permissions) > page.rfind("</details>", 0, permissions)
+    assert page.index('name="groups"') < permissions
+    assert 'name="limits-0-tokens_per_day"' in page
+
+    response = admin_client.post(
+        reverse("admin:auth_user_change", args=[alice.pk]),
+        {
+            "username": "alice",
+            "is_active": "on",
+            "date_joined_0": "2026-01-01",
+            "date_joined_1": "00:00:00",
+            "limits-TOTAL_FORMS": "1",
+            "limits-INITIAL_FORMS": "0",
+            "limits-MIN_NUM_FORMS": "0",
+            "limits-MAX_NUM_FORMS": "1",
+            "limits-0-user": alice.pk,
+            "limits-0-tokens_per_day": "5000",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    alice.limits.refresh_from_db()
+    assert alice.limits.tokens_per_day == 5000

@@ -51,6 +51,19 @@ class UserLimitsInline(UserLimitsInlineBase):
 
 class GlmwebUserAdmin(UserAdminBase):
     inlines = [UserLimitsInline]
+    # What an admin changes every day (active, staff, groups) stays open; Django's
+    # tall permission picker and the dates fold away, so the limits below come
+    # into view without scrolling past them.
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        ("Personal info", {"fields": ("first_name", "last_name", "email")}),
+        ("Access", {"fields": ("is_active", "is_staff", "groups")}),
+        (
+            "Permissions",
+            {"classes": ("collapse",), "fields": ("is_superuser", "user_permissions")},
+        ),
+        ("Important dates", {"classes": ("collapse",), "fields": ("last_login", "date_joined")}),
+    )
     # UserAdmin's own filters and columns, spelled out: read through the class, the
     # stubs can't tell their type.
     list_filter = (PendingApprovalFilter, "is_staff", "is_superuser", "is_active", "groups")
