@@ -92,6 +92,20 @@ def wait_until_ready(page: object) -> None:
         raise
 
 
+def send_and_wait_for_reply(page: object, text: str) -> None:
+    """Send a message and wait until its reply has ended."""
+    replies = page.locator("article[data-role=assistant]")
+    before = replies.count()
+    box = page.get_by_role("textbox", name="Message")
+    box.fill(text)
+    box.press("Enter")
+    page.wait_for_function(
+        "n => { const r = document.querySelectorAll('article[data-role=assistant]');"
+        " return r.length > n && !r[r.length - 1].classList.contains('streaming'); }",
+        arg=before,
+    )
+
+
 def last_reply(page: object) -> object:
     return page.locator("article[data-role=assistant] .reply-body").last
 

@@ -12,7 +12,7 @@ import pytest
 
 from bench.fake_upstream import FakeUpstream, Scenario
 from tests.browser import *  # noqa: F403 (fixtures)
-from tests.browser import needs_chromium, sign_up, wait_until_ready
+from tests.browser import needs_chromium, send_and_wait_for_reply, sign_up, wait_until_ready
 from tests.servers import App, glmweb_app
 from tests.test_a11y import violations
 from tests.test_browser_look import small_tap_targets
@@ -62,20 +62,6 @@ def join_interns(app: App, username: str) -> None:
     )
 
 
-def send(page: Any, text: str) -> None:
-    """Send a message and wait until its reply has ended."""
-    replies = page.locator("article[data-role=assistant]")
-    before = replies.count()
-    box = page.get_by_role("textbox", name="Message")
-    box.fill(text)
-    box.press("Enter")
-    page.wait_for_function(
-        "n => { const r = document.querySelectorAll('article[data-role=assistant]');"
-        " return r.length > n && !r[r.length - 1].classList.contains('streaming'); }",
-        arg=before,
-    )
-
-
 def model_of(fake: FakeUpstream, text: str) -> str:
     return next(r for r in reversed(fake.requests) if r["messages"][-1]["content"] == text)["model"]
 
@@ -91,7 +77,7 @@ def test_the_picker_offers_the_allowed_models_and_changes_the_conversations(
     join_interns(app, "ines")
     page.reload()
     wait_until_ready(page)
-    send(page, "Hello")
+    send_and_wait_for_reply(page, "Hello")
     assert model_of(fake, "Hello") == "glm-5"
     assert reply_models(page) == ["GLM-5"]
 
@@ -123,7 +109,7 @@ def test_the_picker_offers_the_allowed_models_and_changes_the_conversations(
     page.reload()
     wait_until_ready(page)
     assert page.locator("#model-badge").inner_text() == "GLM Air"
-    send(page, "Again")
+    send_and_wait_for_reply(page, "Again")
     assert model_of(fake, "Again") == "glm-4.5-air"
     # Each reply names the model that wrote it, after a reload too.
     assert reply_models(page) == ["GLM-5", "GLM Air"]
@@ -144,7 +130,7 @@ def test_a_new_chats_model_goes_with_its_first_message(page, site, fake) -> None
     assert page.get_by_role("textbox", name="Message").get_attribute("placeholder") == (
         "Message GLM Air…"
     )
-    send(page, "Which model?")
+    send_and_wait_for_reply(page, "Which model?")
     assert model_of(fake, "Which model?") == "glm-4.5-air"
     page.wait_for_url("**/c/*/")
     page.reload()
@@ -168,7 +154,7 @@ def test_a_system_prompt_or_custom_settings_show_a_marker_that_opens_them(browse
     dialog.wait_for(state="hidden")
     page.get_by_role("button", name="Custom settings").wait_for()  # once the save answers
 
-    send(page, "Hi")
+    send_and_wait_for_reply(page, "Hi")
     page.wait_for_url("**/c/*/")
     page.reload()
     wait_until_ready(page)

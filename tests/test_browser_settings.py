@@ -11,7 +11,7 @@ import pytest
 
 from bench.fake_upstream import FakeUpstream, Scenario
 from tests.browser import *  # noqa: F403 (fixtures)
-from tests.browser import needs_chromium, sign_up, wait_until_ready
+from tests.browser import needs_chromium, send_and_wait_for_reply, sign_up, wait_until_ready
 from tests.servers import glmweb_app
 from tests.test_a11y import violations
 
@@ -29,20 +29,6 @@ def site(fake: FakeUpstream) -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def short_replies(fake: FakeUpstream) -> None:
     fake.scenario = Scenario(tokens=12, reasoning_tokens=0)
-
-
-def send(page: Any, text: str) -> None:
-    """Send a message and wait until its reply has ended."""
-    replies = page.locator("article[data-role=assistant]")
-    before = replies.count()
-    box = page.get_by_role("textbox", name="Message")
-    box.fill(text)
-    box.press("Enter")
-    page.wait_for_function(
-        "n => { const r = document.querySelectorAll('article[data-role=assistant]');"
-        " return r.length > n && !r[r.length - 1].classList.contains('streaming'); }",
-        arg=before,
-    )
 
 
 def request_with(fake: FakeUpstream, text: str) -> dict[str, Any]:
@@ -77,7 +63,7 @@ def test_new_chat_settings_reach_the_upstream_and_stay_with_the_conversation(
     dialog.get_by_role("button", name="Save", exact=True).click()
     dialog.wait_for(state="hidden")
 
-    send(page, "Bonjour")
+    send_and_wait_for_reply(page, "Bonjour")
     sent = request_with(fake, "Bonjour")
     assert sent["messages"][0] == {"role": "system", "content": "Answer in French."}
     assert (sent["temperature"], sent["stop"]) == (0.3, ["FIN"])
@@ -97,7 +83,7 @@ def test_new_chat_settings_reach_the_upstream_and_stay_with_the_conversation(
 
 def test_a_bad_value_is_explained_next_to_its_field(page, site, fake) -> None:
     sign_up(page, site, "tomas")
-    send(page, "Hi")
+    send_and_wait_for_reply(page, "Hi")
     dialog = open_settings(page)
     temperature = dialog.get_by_label("Temperature")
     temperature.fill("3")
@@ -112,7 +98,7 @@ def test_a_bad_value_is_explained_next_to_its_field(page, site, fake) -> None:
     temperature.fill("1.2")
     dialog.get_by_role("button", name="Save", exact=True).click()
     dialog.wait_for(state="hidden")
-    send(page, "Again")
+    send_and_wait_for_reply(page, "Again")
     assert request_with(fake, "Again")["temperature"] == 1.2
     assert script_errors(page) == []
 
@@ -140,7 +126,7 @@ def test_save_apply_and_delete_a_preset(page, site, fake) -> None:
     dialog.get_by_label("Preset", exact=True).select_option(label="Pirate")
     dialog.get_by_role("button", name="Apply").click()
     dialog.wait_for(state="hidden")
-    send(page, "Ahoy?")
+    send_and_wait_for_reply(page, "Ahoy?")
     sent = request_with(fake, "Ahoy?")
     assert sent["messages"][0]["content"] == "Talk like a pirate."
     assert sent["max_tokens"] == 300
@@ -165,7 +151,7 @@ def test_the_model_badge_and_the_left_out_note(page, site, fake) -> None:
     # tiny's 700 tokens keep 175 for the reply: three 800-character questions
     # (204 tokens each) don't fit with their answers.
     for n in range(1, 4):
-        send(page, f"Question {n} ".ljust(800, "."))
+        send_and_wait_for_reply(page, f"Question {n} ".ljust(800, "."))
     assert request_with(fake, "Question 3 ".ljust(800, "."))["model"] == "tiny"
 
     note = page.locator("article[data-role=assistant] .context-note").last
