@@ -177,3 +177,25 @@ def test_the_panel_has_no_serious_accessibility_problem(browser, site, scheme) -
     found = violations(page)
     context.close()
     assert found == []
+
+
+def test_the_panel_takes_no_typing_until_the_saved_settings_arrive(page, site) -> None:
+    """Typing into the panel before its settings arrive would be overwritten by them:
+    the fields wait, disabled, for the server's answer."""
+    sign_up(page, site, "quentin")
+    held: list[Any] = []
+    page.route("**/settings/", lambda route: held.append(route))
+    page.get_by_role("button", name="Chat settings").click()
+    dialog = page.get_by_role("dialog", name="Chat settings")
+    dialog.wait_for()
+    while not held:
+        page.wait_for_timeout(50)
+    prompt = dialog.get_by_label("System prompt")
+    assert prompt.is_disabled()
+
+    held[0].continue_()
+    page.unroute("**/settings/")
+    prompt.fill("Be brief.")  # waits for the field to be enabled
+    dialog.get_by_role("button", name="Save", exact=True).click()
+    dialog.wait_for(state="hidden")
+    assert open_settings(page).get_by_label("System prompt").input_value() == "Be brief."

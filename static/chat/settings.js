@@ -13,6 +13,8 @@ const $ = (id) => document.getElementById(id);
 const root = $("chat");
 const dialog = $("settings-dialog");
 const form = $("settings-form");
+/** Disabled until the dialog has the saved settings, so nothing typed is overwritten by them. */
+const fields = $("settings-fields");
 const modelSelect = $("settings-model");
 const alertBox = $("settings-alert");
 const presetSelect = $("preset-select");
@@ -230,6 +232,7 @@ async function open() {
     $("settings-scope").textContent = conversation
       ? "For this conversation: the next reply uses them."
       : "For the new chat: they apply when you send the first message.";
+    fields.disabled = true;
     dialog.showModal();
   }
   const { ok, data } = await request(settingsUrl());
@@ -241,6 +244,7 @@ async function open() {
   panel = data;
   fill(conversation ? data.settings : chosenForNewChat || data.settings);
   fillPresets();
+  fields.disabled = false;
   modelSelect.focus();
 }
 
