@@ -124,8 +124,12 @@ def test_a_new_chats_model_goes_with_its_first_message(page, site, fake) -> None
     page.get_by_role("button", name="Model").click()
     # Not in a restricting group: every enabled model is offered.
     assert page.get_by_role("option").count() == 3
-    page.get_by_role("option", name="GLM Air").click()
+    with page.expect_response(lambda r: "/settings/" in r.url and r.request.method == "POST"):
+        page.get_by_role("option", name="GLM Air").click()
     assert page.get_by_role("listbox", name="Model").is_hidden()
+    # The choice outlives a reload before the first message, as a draft does.
+    page.reload()
+    wait_until_ready(page)
     assert page.locator("#model-badge").inner_text() == "GLM Air"
     assert page.get_by_role("textbox", name="Message").get_attribute("placeholder") == (
         "Message GLM Air…"
@@ -136,6 +140,10 @@ def test_a_new_chats_model_goes_with_its_first_message(page, site, fake) -> None
     page.reload()
     wait_until_ready(page)
     assert page.locator("#model-badge").inner_text() == "GLM Air"
+    # Once sent, the choice belongs to that chat: the next new chat starts from the default.
+    page.get_by_role("link", name="New chat").click()
+    wait_until_ready(page)
+    assert page.locator("#model-badge").inner_text() == "GLM-5"
     assert page.errors == []
 
 

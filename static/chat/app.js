@@ -19,7 +19,7 @@ import {
   showTranscript,
 } from "./transcript.js";
 import { renameInSidebar, setCurrentConversation, setTitle, upsertSidebar } from "./sidebar.js";
-import { conversationCreated, newChatSettings, showSettingsErrors } from "./settings.js";
+import { conversationCreated, newChatSettings, restoreNewChatSettings, showSettingsErrors } from "./settings.js";
 import "./empty.js";
 
 const $ = (id) => document.getElementById(id);
@@ -456,6 +456,7 @@ showTranscript(JSON.parse($("transcript").textContent || "[]"));
 keepTimesFresh(messagesEl);
 installAnnouncements();
 restoreDraft();
+restoreNewChatSettings();
 updateComposer();
 autoGrow();
 socket.connect();

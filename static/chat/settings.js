@@ -29,8 +29,9 @@ const pageSettings = JSON.parse($("chat-settings").textContent);
 const pageModels = JSON.parse($("chat-models").textContent);
 /** What the server last sent: {settings, models, presets, limits}. */
 let panel = null;
-/** Settings chosen for a new chat, not yet sent. */
+/** Settings chosen for a new chat, not yet sent; kept for the tab like a draft. */
 let chosenForNewChat = null;
+const NEW_CHAT_KEY = "glmweb:settings:new";
 let returnFocus = null;
 
 /** Settings to send with a new chat's first message (null: the defaults). */
@@ -41,7 +42,7 @@ export function newChatSettings() {
 /** The first message created the conversation: from now on settings save to it. */
 export function conversationCreated(id, model) {
   conversation = id;
-  chosenForNewChat = null;
+  keepForNewChat(null);
   if (model) changed({ model });
 }
 
@@ -64,9 +65,34 @@ async function chooseNewChatModel(name) {
     showSettingsErrors(data.errors || { settings: data.error });
     return false;
   }
-  chosenForNewChat = data.settings;
+  keepForNewChat(data.settings, data.custom);
   changed({ model: data.settings.model, custom: data.custom });
   return true;
+}
+
+/** A new chat's choice outlives a reload of the tab, as its draft does. */
+function keepForNewChat(settings, custom) {
+  chosenForNewChat = settings;
+  try {
+    if (settings) sessionStorage.setItem(NEW_CHAT_KEY, JSON.stringify({ settings, custom }));
+    else sessionStorage.removeItem(NEW_CHAT_KEY);
+  } catch {
+    // Storage full or disabled: the choice lasts until the tab reloads.
+  }
+}
+
+/** On a new chat's page: the settings chosen before a reload, if their model is still offered. */
+export function restoreNewChatSettings() {
+  if (conversation) return;
+  let kept = null;
+  try {
+    kept = JSON.parse(sessionStorage.getItem(NEW_CHAT_KEY) || "null");
+  } catch {
+    return;
+  }
+  if (!kept?.settings || !pageModels.some((model) => model.name === kept.settings.model)) return;
+  chosenForNewChat = kept.settings;
+  changed({ model: kept.settings.model, custom: kept.custom });
 }
 
 async function chooseConversationModel(name) {
@@ -256,7 +282,7 @@ async function save(settings) {
     else showErrors({ settings: data.error });
     return false;
   }
-  if (!conversation) chosenForNewChat = data.settings;
+  if (!conversation) keepForNewChat(data.settings, data.custom);
   changed({ model: data.settings.model, custom: data.custom });
   dialog.close();
   return true;
