@@ -20,6 +20,12 @@ class SignupForm(UserCreationFormBase):
         model = get_user_model()
         fields = ("username",)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Django's own texts, said in fewer words; the password's rules stay its validators' own.
+        self.fields["username"].help_text = "Letters, digits and @ . + - _ only."
+        self.fields["password2"].help_text = "The same password again."
+
     def validate_password_for_user(
         self, user: Any, password_field_name: str = "password1", **kwargs: Any
     ) -> None:
