@@ -225,6 +225,16 @@ def photograph(
     context.close()
 
 
+def photograph_sign_in(browser: Browser, site: str, theme: str, device: str) -> None:
+    """What a newcomer sees first: the log-in page and the sign-up form."""
+    context = browser.new_context(color_scheme=theme, **DEVICES[device])
+    page = context.new_page()
+    for name, path in (("login", "/accounts/login/"), ("signup", "/accounts/signup/")):
+        page.goto(f"{site}{path}")
+        shoot(page, f"{name}-{theme}-{device}")
+    context.close()
+
+
 def photograph_announcements(
     browser: Browser, site: str, state: dict, theme: str, device: str
 ) -> None:
@@ -277,6 +287,9 @@ def main() -> None:
             browser = playwright.chromium.launch(
                 executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
             )
+            for theme in ("light", "dark"):
+                for device in DEVICES:
+                    photograph_sign_in(browser, site, theme, device)
             chat_url, state = seed(browser, site, fake)
             app.manage("shell", "-c", INSTRUCTIONS)
             for theme in ("light", "dark"):
