@@ -8,6 +8,8 @@ announcements) in Chromium, light and dark,
 at desktop (1280 by 800) and phone (390 by 844) sizes. A screen the page doesn't
 have (yet) is skipped. The rich conversation has a system prompt, so its header
 shows the "Custom instructions" marker; the model picker is photographed open.
+Last, the admin's screens (scripts/admin_screenshots.py, which also takes only
+those on a database of its own).
 
     .venv/bin/python scripts/screenshots.py
 """
@@ -304,6 +306,10 @@ def main() -> None:
             for theme in ("light", "dark"):
                 for device in DEVICES:
                     photograph_announcements(browser, site, state, theme, device)
+            # Here: scripts/admin_screenshots.py imports this module's constants.
+            from scripts import admin_screenshots
+
+            admin_screenshots.take(browser, app, site)
             browser.close()
 
 

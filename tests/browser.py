@@ -75,6 +75,17 @@ def page(browser: object) -> Iterator[object]:
     context.close()
 
 
+def admin_page(browser: object, base_url: str, username: str, **options: object) -> object:
+    """A new page in a new context of ``options``, logged in to the admin."""
+    page = browser.new_context(**options).new_page()
+    page.goto(f"{base_url}/admin/login/")
+    page.locator("#id_username").fill(username)
+    page.locator("#id_password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.locator("#site-name").wait_for()
+    return page
+
+
 def sign_up(page: object, base_url: str, username: str) -> None:
     page.goto(f"{base_url}/accounts/signup/")
     page.locator("#id_username").fill(username)

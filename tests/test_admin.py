@@ -221,7 +221,7 @@ def test_a_persons_page_puts_access_and_limits_before_the_permission_picker(
     # Django 5.1+ renders a collapsed fieldset as a closed <details>.
     permissions = page.index('name="user_permissions"')
     assert page.rfind("<details", 0, permissions) > page.rfind("</details>", 0, permissions)
-    assert page.index('name="groups"') < permissions
+    assert page.index('id="id_groups"') < permissions  # groups as checkboxes
     assert 'name="limits-0-tokens_per_day"' in page
 
     response = admin_client.post(

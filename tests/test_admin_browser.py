@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from bench.fake_upstream import FakeUpstream
+from tests.browser import admin_page
 from tests.servers import PASSWORD, App, glmweb_app
 
 CHROMIUM = "/usr/bin/chromium"
@@ -25,7 +26,7 @@ EXPECTED = """
 import json
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
-from chat.models import Message
+from chat.models import Conversation, Message
 replies = Message.objects.filter(role="assistant", total_tokens__isnull=False)
 users = {
     row["conversation__owner__username"]: row["total"]
@@ -37,7 +38,9 @@ days = {
     for row in replies.filter(conversation__owner__username=heaviest)
     .annotate(day=TruncDate("updated_at")).values("day").annotate(total=Sum("total_tokens"))
 }
-print(json.dumps({"users": users, "heaviest": heaviest, "days": days}))
+chat = Conversation.objects.order_by("id").first()
+print(json.dumps({"users": users, "heaviest": heaviest, "days": days,
+                  "conversation": str(chat.pk), "owner": chat.owner_id}))
 """
 
 
@@ -121,8 +124,15 @@ def test_the_usage_page_and_chart_show_the_seeded_figures(browser, seeded, schem
 ADMIN_PAGES = {
     "dashboard": "/admin/",
     "usage": "/admin/chat/dailyusage/",
+    "usage over dates": "/admin/chat/dailyusage/?from=2000-01-01&to=2100-01-01",
+    "a person's usage": "/admin/chat/dailyusage/user/{owner}/",
+    "report by group": "/admin/chat/dailyusage/report/?by=group",
+    "report by model": "/admin/chat/dailyusage/report/?by=model",
     "conversations": "/admin/chat/conversation/",
+    "a conversation under review": "/admin/chat/conversation/{conversation}/change/",
     "users": "/admin/auth/user/",
+    "a person": "/admin/auth/user/{owner}/change/",
+    "limits": "/admin/chat/userlimits/",
     "example prompts": "/admin/chat/exampleprompt/",
 }
 
@@ -131,19 +141,13 @@ ADMIN_PAGES = {
 def test_the_admin_pages_pass_axe(browser, seeded, scheme) -> None:
     from tests.test_a11y import violations
 
-    site, _ = seeded
-    context = browser.new_context(color_scheme=scheme, bypass_csp=True)
-    page = context.new_page()
-    page.goto(f"{site}/admin/login/")
-    page.locator("#id_username").fill("boss")
-    page.locator("#id_password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.locator("[data-figure=tokens-today]").wait_for()
+    site, expected = seeded
+    page = admin_page(browser, site, "boss", color_scheme=scheme, bypass_csp=True)
 
     found = {}
     for name, path in ADMIN_PAGES.items():
-        page.goto(f"{site}{path}")
+        page.goto(f"{site}{path.format(**expected)}")
         found[name] = violations(page)
     problems = {name: found[name] for name in found if found[name]}
     assert problems == {}
-    context.close()
+    page.context.close()
