@@ -19,7 +19,8 @@ conversation in Debian's Chromium under Playwright with
   behind the text says so with `aria-busy`), the longest, and the seconds
   until the stream ended and until it was all shown.
 
-Flags: `--messages`, `--tokens`, `--rate`, `--throttle`, `--json PATH`.
+Flags: `--messages`, `--tokens`, `--rate` (tokens/s), `--throttle`, `--parts`
+(open,plain,markdown), `--json PATH`.
 `--seed USER` is the child's job (seed and print the conversation id).
 """
 
@@ -280,22 +281,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     "--disable-component-update",
                 ],
             )
-            print("opening the conversation", file=sys.stderr)
-            opened = open_conversation(browser, f"{base}/c/{conversation}/", cookie, args.throttle)
-            print("streaming a plain reply", file=sys.stderr)
-            plain = {"tokens": args.tokens, "reasoning_tokens": 0, "delay": delay}
-            streamed = stream_reply(browser, f"{base}/", cookie, args.throttle, upstream, plain)
-            print("streaming a markdown reply", file=sys.stderr)
-            rich = {"text": markdown_reply(args.tokens), "reasoning_tokens": 0, "delay": delay}
-            streamed_md = stream_reply(browser, f"{base}/", cookie, args.throttle, upstream, rich)
+            result: dict[str, Any] = {"messages": args.messages, "throttle": args.throttle}
+            if "open" in args.parts:
+                print("opening the conversation", file=sys.stderr)
+                url = f"{base}/c/{conversation}/"
+                result["open"] = open_conversation(browser, url, cookie, args.throttle)
+            replies = {
+                "plain": {"tokens": args.tokens, "reasoning_tokens": 0, "delay": delay},
+                "markdown": {
+                    "text": markdown_reply(args.tokens),
+                    "reasoning_tokens": 0,
+                    "delay": delay,
+                },
+            }
+            for name, scenario in replies.items():
+                if name not in args.parts:
+                    continue
+                print(f"streaming a {name} reply", file=sys.stderr)
+                streamed = stream_reply(
+                    browser, f"{base}/", cookie, args.throttle, upstream, scenario
+                )
+                result[f"stream_{name}"] = {"tokens": args.tokens, "rate": args.rate, **streamed}
             browser.close()
-    return {
-        "messages": args.messages,
-        "throttle": args.throttle,
-        "open": opened,
-        "stream_plain": {"tokens": args.tokens, "rate": args.rate, **streamed},
-        "stream_markdown": {"tokens": args.tokens, "rate": args.rate, **streamed_md},
-    }
+    return result
 
 
 def main() -> None:
@@ -304,6 +312,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=20000)
     parser.add_argument("--rate", type=float, default=4000.0, help="tokens per second")
     parser.add_argument("--throttle", type=float, default=4.0)
+    parser.add_argument(
+        "--parts",
+        type=lambda text: text.split(","),
+        default=["open", "plain", "markdown"],
+        help="which to measure, comma-separated: open, plain, markdown",
+    )
     parser.add_argument("--json", default="")
     parser.add_argument("--seed", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -35,6 +35,23 @@ RECORD_STREAM = """() => {
              { subtree: true, childList: true, characterData: true });
 }"""
 
+# While a reply streams: how many blocks carry the cursor, and whether it is the last one.
+RECORD_CURSOR = """() => {
+  window.__states = [];
+  new MutationObserver(() => {
+    const body = document.querySelector('article.streaming .reply-body');
+    if (!body || !body.firstElementChild) return;
+    let last = body.lastElementChild;
+    while (last.classList.contains('md-chunk')) last = last.lastElementChild;
+    const cursors = body.querySelectorAll('.stream-cursor');
+    window.__states.push({
+      count: cursors.length,
+      onLast: cursors[0] === last,
+      drawn: cursors.length > 0 && getComputedStyle(cursors[0], '::after').content !== 'none',
+    });
+  }).observe(document.getElementById('messages'), { subtree: true, childList: true });
+}"""
+
 REPLY_LENGTH = "document.querySelector('article[data-role=assistant]').innerText.length"
 NEAR_BOTTOM = (
     "() => { const s = document.getElementById('scroller');"
@@ -72,15 +89,20 @@ def last_assistant(page):
     return page.locator("article[data-role=assistant]").last
 
 
-def test_streaming_markdown_never_shows_half_open_syntax(page, base, fake) -> None:
+def recorded_stream(page, base, fake, username: str, recorder: str) -> list[dict]:
+    """HALF_OPEN streamed to a new person, with `recorder` noting each state shown."""
     fake.scenario = Scenario(text=HALF_OPEN, reasoning_tokens=0, delay=0.04)
-    sign_up(page, base, "hana")
-    page.evaluate(RECORD_STREAM)
+    sign_up(page, base, username)
+    page.evaluate(recorder)
     send(page, "Show me markdown")
     wait_for_idle(page)
-
     states = page.evaluate("window.__states")
     assert len(states) > 5, states
+    return states
+
+
+def test_streaming_markdown_never_shows_half_open_syntax(page, base, fake) -> None:
+    states = recorded_stream(page, base, fake, "hana", RECORD_STREAM)
     for state in states:
         assert "**" not in state["text"], state
         assert "`" not in state["text"], state
@@ -92,6 +114,18 @@ def test_streaming_markdown_never_shows_half_open_syntax(page, base, fake) -> No
     assert body.locator("strong").inner_text() == "offline demo"
     assert body.get_by_role("link", name="a link").count() == 1
     assert "print(4)" in body.locator(".code-block code").inner_text()
+    assert page.errors == []
+
+
+def test_the_cursor_marks_the_last_block_while_streaming_and_goes_at_the_end(
+    page, base, fake
+) -> None:
+    states = recorded_stream(page, base, fake, "cora", RECORD_CURSOR)
+    assert all(state["count"] <= 1 for state in states), states
+    assert any(state["count"] == 1 and state["onLast"] and state["drawn"] for state in states)
+    body = last_assistant(page).locator(".reply-body")
+    assert body.locator(".stream-cursor").count() == 0
+    assert 'class=""' not in body.inner_html()  # the block it left is as a reload renders it
     assert page.errors == []
 
 

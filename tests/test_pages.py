@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import posixpath
+import re
+
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
@@ -119,3 +123,19 @@ def test_the_api_key_never_reaches_the_page(alice, settings) -> None:
 def test_healthz(client) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200 and response.json()["database"] is True
+
+
+def test_the_chat_page_preloads_every_module_its_script_imports(alice) -> None:
+    html = logged_in(alice).get(reverse("chat:home")).content.decode()
+    preloaded = set(re.findall(r'<link rel="modulepreload" href="/static/([^"]+)">', html))
+    imported: set[str] = set()
+    pending = ["chat/app.js"]
+    while pending:
+        module = pending.pop()
+        source = (settings.BASE_DIR / "static" / module).read_text()
+        for target in re.findall(r'(?:from|import) "(\.[^"]+)"', source):
+            path = posixpath.normpath(posixpath.join(posixpath.dirname(module), target))
+            if path not in imported:
+                imported.add(path)
+                pending.append(path)
+    assert preloaded == imported

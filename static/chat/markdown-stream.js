@@ -20,7 +20,7 @@ const FRAME_BUDGET_MS = 6;
 const BATCH_CHARS = 400;
 // How much of the unrendered text is lexed at a time to find finished blocks.
 const LEX_WINDOW = 4096;
-const CHUNK_NODES = 40;
+const CHUNK_BLOCKS = 40;
 // A last line that may be the start of a block (a list item, a heading, a fence,
 // a setext underline that would turn the paragraph into a heading) waits for more.
 const PARTIAL_BLOCK_LINE = /(^|\n) {0,3}([-*+=#>|`~]+|\d{1,9}[.)]?)[ \t]*$/;
@@ -171,7 +171,7 @@ function newStream(target) {
 
 /** Remove what the last frame showed of the open block. */
 function dropLiveNodes(target, stream) {
-  const keep = stream.nodes + (stream.paragraph ? 1 : 0);
+  const keep = stream.nodes;
   while (target.childNodes.length > keep) target.lastChild.remove();
   const paragraph = stream.paragraph;
   if (paragraph) {
@@ -185,18 +185,28 @@ function commit(target, stream, source) {
 }
 
 /**
- * Finished blocks go into chunks of a few dozen: appending to a container of
- * thousands of blocks costs the browser a walk over all of them every frame.
+ * Finished blocks go into chunks of a few dozen, streamed or not (so a reply
+ * streamed ends up as a reload renders it): appending to a container of
+ * thousands of blocks costs the browser a walk over all of them every frame,
+ * and a chunk off-screen is skipped by layout and paint (messages.css).
  */
 function appendFinished(target, stream, fragment) {
-  let chunk = stream.chunk;
-  if (!chunk || chunk.childNodes.length >= CHUNK_NODES) {
-    chunk = document.createElement("div");
-    chunk.className = "md-chunk";
-    target.append(chunk);
-    stream.chunk = chunk;
+  for (const node of [...fragment.childNodes]) {
+    const full = !stream.chunk || stream.chunk.childElementCount >= CHUNK_BLOCKS;
+    if (full && (node.nodeType === Node.ELEMENT_NODE || !stream.chunk)) {
+      stream.chunk = document.createElement("div");
+      stream.chunk.className = "md-chunk";
+      target.append(stream.chunk);
+    }
+    stream.chunk.append(node);
   }
-  chunk.append(fragment);
+}
+
+/** `source` rendered whole, its blocks in chunks as a streamed reply's are. */
+function renderChunked(source) {
+  const fragment = document.createDocumentFragment();
+  appendFinished(fragment, { chunk: null }, renderFragment(source));
+  return fragment;
 }
 
 /**
@@ -317,14 +327,16 @@ function renderStep(target, source, final) {
     const token = tokens[last];
     if (token?.type === "paragraph" && open.length > PARAGRAPH_PIECE * 2 && open.startsWith(token.text)) {
       const el = document.createElement("p");
-      target.append(el);
-      stream.chunk = null; // what comes after the paragraph goes after it
+      const holder = document.createDocumentFragment();
+      holder.append(el);
+      appendFinished(target, stream, holder);
+      stream.nodes = target.childNodes.length; // the paragraph's chunk stays
       stream.paragraph = { el, text: "", nodes: 0 };
       const step = continueParagraph(target, stream, source, final, deadline);
       return step.status === "open" ? step.caughtUp : false;
     }
     if (final) {
-      target.append(renderFragment(open));
+      appendFinished(target, stream, renderFragment(open));
       commit(target, stream, open);
       return true;
     }
@@ -345,12 +357,12 @@ export function renderMarkdown(target, source, { streaming = false } = {}) {
   const stream = streams.get(target);
   if (stream && !REFERENCE_DEFINITION.test(source)) {
     if (!renderStep(target, source, true)) return false;
-    // Finished, it is the DOM a reload renders: the chunks and pieces were for streaming.
-    for (const wrapper of target.querySelectorAll(":scope > .md-chunk, :scope > p > .md-piece")) {
-      wrapper.replaceWith(...wrapper.childNodes);
+    // Finished, it is the DOM a reload renders: the pieces of long paragraphs were for streaming.
+    for (const piece of target.querySelectorAll(":scope > .md-chunk > p > .md-piece")) {
+      piece.replaceWith(...piece.childNodes);
     }
   } else {
-    target.replaceChildren(renderFragment(source));
+    target.replaceChildren(renderChunked(source));
   }
   streams.delete(target);
   return true;

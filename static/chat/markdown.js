@@ -6,8 +6,10 @@
 // the model can't forge any of it.
 import { Marked } from "../vendor/marked-18.2.1.esm.js";
 import DOMPurify from "../vendor/dompurify-3.5.0.es.js";
-import hljs from "../vendor/highlight-11.12.0.min.js";
 
+// Loaded when the first code block is rendered, like KaTeX for math: most of
+// a page's opening is spent otherwise in registering hljs's grammars.
+const HIGHLIGHT_URL = "../vendor/highlight-11.12.0.min.js";
 const KATEX_URL = "../vendor/katex-0.19.1/katex.mjs";
 
 function escapeHtml(text) {
@@ -217,6 +219,21 @@ const HIGHLIGHT_CACHE_MAX = 200;
 // every grammar).
 const LIVE_HIGHLIGHT_MAX = 4000;
 
+let hljs = null;
+let hljsLoading = null;
+
+function loadHighlighter() {
+  hljsLoading ??= import(HIGHLIGHT_URL).then((module) => {
+    hljs = module.default;
+    for (const code of document.querySelectorAll("code.highlight-pending")) {
+      code.innerHTML = highlight(code.textContent, code.dataset.lang, false);
+      code.classList.remove("highlight-pending");
+      delete code.dataset.lang;
+    }
+  });
+  return hljsLoading;
+}
+
 function highlight(code, lang, live) {
   const known = lang && hljs.getLanguage(lang);
   if (live && (!known || code.length > LIVE_HIGHLIGHT_MAX)) return escapeHtml(code);
@@ -244,9 +261,15 @@ function decorateCodeBlocks(fragment, live) {
     if (!code) continue;
     const match = /^language-(\S+)$/.exec(code.className);
     const lang = match ? match[1].toLowerCase() : "";
-    const text = code.textContent;
-    code.innerHTML = highlight(text, lang, live); // hljs escapes its input
     code.className = "hljs";
+    if (hljs) {
+      code.innerHTML = highlight(code.textContent, lang, live); // hljs escapes its input
+    } else {
+      // Shown as plain text until the highlighter arrives.
+      code.classList.add("highlight-pending");
+      code.dataset.lang = lang;
+      loadHighlighter();
+    }
     pre.tabIndex = 0; // it may scroll sideways: reachable by keyboard
 
     const block = document.createElement("div");

@@ -9,6 +9,13 @@ import { modelTag } from "./header.js";
 import { el, formatDuration, isIdle, numberFormat, state } from "./state.js";
 import { timeElement, versionNav } from "./tree.js";
 
+/** The block a streaming reply's text ends in (inside the chunks of finished ones). */
+function lastBlock(body) {
+  let block = body.lastElementChild;
+  while (block?.classList.contains("md-chunk")) block = block.lastElementChild;
+  return block;
+}
+
 /** How long the model thought, as a person would say it. */
 export function thoughtFor(ms) {
   if (ms < 1000) return "thought briefly";
@@ -78,6 +85,7 @@ export class Reply extends MessageView {
     this.body = el("div", "md reply-body", this.content);
     this.el.append(this.body);
     this.built = false;
+    this.cursorAt = null;
   }
 
   get streaming() {
@@ -127,7 +135,24 @@ export class Reply extends MessageView {
     }
     this.typing.hidden = !(this.streaming && !this.content && !(hasReasoning && this.thinking.open));
     this.el.classList.toggle("streaming", this.streaming);
+    this.placeCursor(this.streaming ? lastBlock(this.body) : null);
     return complete;
+  }
+
+  /**
+   * The blinking cursor marks the last block while the reply streams. It is a
+   * class on that block alone: a rule hanging off the article's `streaming`
+   * class made ending a long reply restyle all of it.
+   */
+  placeCursor(block) {
+    const old = this.cursorAt;
+    if (old === block) return;
+    if (old) {
+      old.classList.remove("stream-cursor");
+      if (!old.classList.length) old.removeAttribute("class"); // as a reload renders it
+    }
+    block?.classList.add("stream-cursor");
+    this.cursorAt = block;
   }
 
   renderThinking() {

@@ -4,7 +4,8 @@
 // (all of it there for the browser's find) and are rendered (markdown, code,
 // math, actions) in small slices as they near the viewport; off-screen ones
 // cost no layout (`content-visibility: auto` in messages.css). A streaming
-// reply is re-rendered at most once per animation frame.
+// reply is re-rendered at most once per animation frame, and while it keeps
+// up with the text, at most once per REDRAW_MS.
 import { Follower } from "./follow.js";
 import { Reply, UserMessage } from "./messages.js";
 import { state } from "./state.js";
@@ -79,8 +80,20 @@ function runSlice() {
     if (!view.hydrated) view.hydrate();
     else if (view.footerStale) view.renderFooter();
   }
-  follower.settle();
+  settleNextFrame();
   scheduleSlice();
+}
+
+let settleScheduled = false;
+
+/** Keep to the bottom in the next frame: reading the height now would lay out the page twice. */
+function settleNextFrame() {
+  if (settleScheduled) return;
+  settleScheduled = true;
+  requestAnimationFrame(() => {
+    settleScheduled = false;
+    follower.settle();
+  });
 }
 
 /** The view of one message, made (as plain text) the first time it is shown. */
@@ -157,22 +170,55 @@ export function showTranscript(items) {
 // --- a streaming reply ------------------------------------------------------------
 
 const dirty = new Set();
+// A streaming reply is redrawn at most this often: text at a model's pace needs
+// no more, and each redraw costs the browser style, layout and paint.
+const REDRAW_MS = 50;
+let flushPending = false;
+let flushTimer = null;
+let lastFlush = -Infinity;
 
 export function scheduleRender(reply) {
   reply.dirty = true;
-  if (dirty.size === 0) requestAnimationFrame(flushRenders);
   dirty.add(reply);
+  // How a reply ended is shown at once; new text waits for its turn.
+  const wait = reply.streaming ? lastFlush + REDRAW_MS - performance.now() : 0;
+  if (flushTimer !== null && wait <= 0) {
+    clearTimeout(flushTimer);
+    flushTimer = null;
+    flushPending = false;
+  }
+  if (flushPending) return;
+  flushPending = true;
+  if (wait <= 0) {
+    requestAnimationFrame(flushRenders);
+    return;
+  }
+  flushTimer = setTimeout(() => {
+    flushTimer = null;
+    requestAnimationFrame(flushRenders);
+  }, wait);
 }
 
 function flushRenders() {
+  flushPending = false;
+  lastFlush = performance.now();
   const replies = [...dirty];
   dirty.clear();
+  let behind = false;
   for (const reply of replies) {
-    // A reply whose markdown is behind (a burst of text) goes on next frame.
     if (!reply.dirty) continue;
     const complete = reply.render();
     reply.el.setAttribute("aria-busy", String(reply.streaming || !complete));
-    if (!complete) scheduleRender(reply);
+    if (!complete) {
+      // Its markdown is behind (a burst of text): it goes on next frame.
+      reply.dirty = true;
+      dirty.add(reply);
+      behind = true;
+    }
+  }
+  if (behind && !flushPending) {
+    flushPending = true;
+    requestAnimationFrame(flushRenders);
   }
   follower.settle();
 }
