@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -26,13 +25,6 @@ from bench.fake_upstream import FakeUpstream
 from scripts import screenshots
 from scripts.screenshots import CHROMIUM, OUT, ROOT
 from tests.servers import PASSWORD, App, glmweb_app
-
-# The issue's laptop (1366, not the chat screenshots' 1280): the width the usage
-# tables are made to fit.
-DEVICES: dict[str, dict[str, Any]] = {
-    **screenshots.DEVICES,
-    "desktop": {"viewport": {"width": 1366, "height": 800}, "device_scale_factor": 1},
-}
 
 # Prices first, so that the ledger the seed rebuilds has costs.
 PRICES = """
@@ -116,7 +108,7 @@ def log_in(page: Page, site: str) -> None:
 
 def photograph_admin(browser: Browser, site: str, paths: dict[str, str]) -> None:
     for theme in ("light", "dark"):
-        for device, options in DEVICES.items():
+        for device, options in screenshots.DEVICES.items():
             context = browser.new_context(color_scheme=theme, **options)
             # Django admin's theme switch keeps its choice here.
             context.add_init_script(f"localStorage.setItem('theme', '{theme}')")

@@ -10,7 +10,8 @@ from chat.usage.figures import Day
 
 CHART_WIDTH = 720
 CHART_HEIGHT = 200
-CHART_LEFT = 48  # room for the axis labels
+AXIS_LABEL_CHARS = 4  # the longest figure short_number writes: "950", "492k", "1.2M"
+AXIS_GAP = 6
 CHART_RIGHT = 28  # room for the last day's label, centred under its bar
 CHART_BOTTOM = 30
 # The labels' largest font size in the SVG's own units: a phone shrinks the chart to
@@ -18,6 +19,8 @@ CHART_BOTTOM = 30
 LABEL_FONT = 20
 LABEL_CHAR_WIDTH = 0.62  # of the font size, a generous average for "Dec 12"
 LABEL_GAP = 12
+# Room for the axis's figure at the largest label size, and a little air before the edge.
+CHART_LEFT = math.ceil(AXIS_LABEL_CHARS * LABEL_CHAR_WIDTH * LABEL_FONT) + AXIS_GAP + 2
 
 
 @dataclass
@@ -46,11 +49,16 @@ def label_step(slot: float, chars: int = 6) -> int:
 
 
 def short_number(value: int) -> str:
-    """The axis's figure in a few characters: 950, 37k, 1.2M."""
+    """The axis's figure in at most four characters: 950, 37k, 1.2M.
+
+    The unit is chosen after rounding, so 999,999 is "1M", not "1000k".
+    """
+    if value < 1000:
+        return str(value)
     for size, suffix in ((1_000_000_000, "G"), (1_000_000, "M"), (1_000, "k")):
-        if value >= size:
-            scaled = value / size
-            text = f"{scaled:.1f}" if scaled < 10 else f"{scaled:.0f}"
+        scaled = value / size
+        text = f"{scaled:.1f}" if scaled < 9.95 else f"{scaled:.0f}"
+        if float(text) >= 1:
             return text.removesuffix(".0") + suffix
     return str(value)
 
@@ -98,6 +106,6 @@ def chart(days: list[Day]) -> dict[str, Any]:
         "max_text": short_number(peak),
         "label_y": CHART_HEIGHT - 4,
         "right": CHART_WIDTH - CHART_RIGHT,
-        "axis_x": CHART_LEFT - 6,
+        "axis_x": CHART_LEFT - AXIS_GAP,
         "max_label_y": base - plot_height + 4,
     }
