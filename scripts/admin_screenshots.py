@@ -46,11 +46,13 @@ from django.contrib.auth.models import Group, User
 from chat.models import GroupPolicy, UserLimits
 FIRST = ["Margaret", "Katherine", "Alan", "Grace", "Radia", "Edsger", "Barbara", "Donald"]
 LAST = ["Hamilton", "Johnson", "Turing", "Hopper", "Perlman", "Dijkstra", "Liskov", "Knuth"]
-research = Group.objects.create(name="research")
-support = Group.objects.create(name="support")
-GroupPolicy.objects.create(group=research, tokens_per_day=400000, tokens_per_month=6000000,
-                           monthly_budget=Decimal("40.00"))
-GroupPolicy.objects.create(group=support, tokens_per_day=150000, monthly_budget=Decimal("10.00"))
+# get_or_create: after the chat's screens (scripts/screenshots.py), "research" is there.
+research = Group.objects.get_or_create(name="research")[0]
+support = Group.objects.get_or_create(name="support")[0]
+GroupPolicy.objects.update_or_create(group=research, defaults=dict(
+    tokens_per_day=400000, tokens_per_month=6000000, monthly_budget=Decimal("40.00")))
+GroupPolicy.objects.update_or_create(group=support, defaults=dict(
+    tokens_per_day=150000, monthly_budget=Decimal("10.00")))
 for i, user in enumerate(User.objects.filter(username__startswith="seed").order_by("id")):
     first, last = FIRST[i % 8], LAST[(i * 3) % 8]
     user.username = f"{first}.{last}{i // 8 or ''}".lower()
