@@ -106,6 +106,12 @@ def test_regenerate_keeps_the_earlier_reply_as_a_version(page, site, fake) -> No
     assert last_reply(page).inner_text().strip() == "Answer one."
     assert page.locator("article[data-role=assistant]").count() == 1
     page.locator("article[data-role=assistant]").get_by_role("button", name="Next version").click()
+    # A reply shown again is laid out in the next frame (`content-visibility`):
+    # until then its innerText is empty, though its text is there.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('article[data-role=assistant] .reply-body')]"
+        ".pop().innerText.trim() !== ''"
+    )
     assert last_reply(page).inner_text().strip() == "Answer two."
     assert page.errors == []
 

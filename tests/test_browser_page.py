@@ -255,7 +255,17 @@ def test_a_thousand_messages_are_all_in_the_page_for_find(page, app, base) -> No
     page.goto(f"{base}/c/{conversation}/")
     wait_until_ready(page)
 
+    # The last messages are in the page before the first frame, the older ones
+    # just after it, in slices; the transcript is busy until they all are.
+    page.wait_for_selector("#messages[aria-busy=false]", state="attached")
     assert page.locator("#messages > article").count() == 1000
+    assert page.locator("#messages > article").first.text_content().startswith("Question 0?")
+    # Times are written just after the first frame (the first date format is slow).
+    last_time = page.locator("article[data-role=assistant] time.msg-time").last
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('time.msg-time')].every(t => t.title && t.textContent)"
+    )
+    assert last_time.get_attribute("datetime")
     missing = page.evaluate(
         """() => {
           const text = document.getElementById('messages').textContent;

@@ -46,6 +46,15 @@ def transcript(conversation: Conversation) -> list[dict[str, Any]]:
     return [{**message_dict(message), "shown": message.id in shown} for message in messages]
 
 
+def page_transcript(conversation: Conversation) -> list[dict[str, Any]]:
+    """`transcript` as the chat page carries it inline, its empty fields left out
+    (the page reads a missing field as empty): a long conversation's page is smaller."""
+    return [
+        {key: value for key, value in item.items() if value is not None and value != ""}
+        for item in transcript(conversation)
+    ]
+
+
 def message_dict(message: Message) -> dict[str, Any]:
     usage = None
     if message.total_tokens is not None:

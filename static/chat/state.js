@@ -33,7 +33,9 @@ export function el(tag, className, text) {
   return node;
 }
 
-export const numberFormat = new Intl.NumberFormat();
+let numbers = null;
+// Made when first used: the page's first Intl object loads ICU's data, a cost opening shouldn't pay up front.
+export const numberFormat = { format: (n) => (numbers ??= new Intl.NumberFormat()).format(n) };
 
 export function formatDuration(ms) {
   const s = ms / 1000;

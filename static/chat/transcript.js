@@ -1,11 +1,12 @@
 // The transcript shown: the branch ending at `state.leaf`, one view per message.
 //
 // A long conversation opens fast because its messages go in as plain text
-// (all of it there for the browser's find) and are rendered (markdown, code,
-// math, actions) in small slices as they near the viewport; off-screen ones
-// cost no layout (`content-visibility: auto` in messages.css). A streaming
-// reply is re-rendered at most once per animation frame, and while it keeps
-// up with the text, at most once per REDRAW_MS.
+// (all of it there for the browser's find; the last few before the first frame,
+// the rest just after it) and are rendered (markdown, code, math, actions) in
+// small slices as they near the viewport; off-screen ones cost no layout
+// (`content-visibility: auto` in messages.css). A streaming reply is
+// re-rendered at most once per animation frame, and while it keeps up with the
+// text, at most once per REDRAW_MS.
 import { Follower } from "./follow.js";
 import { Reply, UserMessage } from "./messages.js";
 import { state } from "./state.js";
@@ -17,6 +18,8 @@ const emptyState = document.getElementById("empty-state");
 
 // Rendered at once when a conversation opens: what the first screen shows.
 const RENDER_AT_ONCE = 4;
+// Put in the page before a conversation's first frame (as plain text); older ones follow.
+const PLACE_AT_OPENING = 12;
 // Work per slice of lazy rendering, so no task keeps the page from responding.
 const SLICE_MS = 8;
 
@@ -123,10 +126,16 @@ export function refreshFooters() {
   }
 }
 
-/** Show the branch ending at `state.leaf`. */
-export function showBranch() {
+let placing = 0; // which showBranch the older messages being placed belong to
+
+/**
+ * Show the branch ending at `state.leaf`. Opening a conversation (at its end)
+ * puts only its last `placeNow` messages in before the first frame.
+ */
+export function showBranch(placeNow = Infinity) {
   const path = shownPath();
-  const views = path.map(viewOf);
+  const split = Math.max(0, path.length - placeNow);
+  const views = path.slice(split).map(viewOf);
   observer.disconnect();
   near.clear();
   queue.clear();
@@ -135,6 +144,40 @@ export function showBranch() {
   for (const view of views.slice(-RENDER_AT_ONCE)) view.hydrate();
   for (const view of views) observer.observe(view.el);
   refreshFooters();
+  placing += 1;
+  placeOlder(path.slice(0, split), placing);
+}
+
+/**
+ * The older messages of a long branch go in after the first frame: made a slice
+ * at a time (newest first) off the page, then put in at once, so the browser lays
+ * out and observes them once rather than once a slice. Until then the transcript
+ * says it is busy.
+ */
+function placeOlder(ids, run) {
+  if (!ids.length) return;
+  messagesEl.setAttribute("aria-busy", "true");
+  const older = document.createDocumentFragment();
+  const placed = [];
+  let end = ids.length;
+  const makeSlice = () => {
+    if (run !== placing) return;
+    const started = performance.now();
+    while (end > 0 && performance.now() - started < SLICE_MS) {
+      const view = viewOf(ids[--end]);
+      older.prepend(view.el);
+      placed.push(view);
+    }
+    if (end > 0) {
+      setTimeout(makeSlice, 0);
+      return;
+    }
+    messagesEl.prepend(older);
+    for (const view of placed) observer.observe(view.el);
+    messagesEl.setAttribute("aria-busy", "false");
+    settleNextFrame();
+  };
+  requestAnimationFrame(() => setTimeout(makeSlice, 0));
 }
 
 export function addUserMessage(data) {
@@ -163,7 +206,7 @@ export function showTranscript(items) {
   const shown = items.filter((item) => item.shown !== false);
   const leaf = shown[shown.length - 1] || state.tree.newest();
   state.leaf = leaf ? leaf.id : null;
-  showBranch();
+  showBranch(PLACE_AT_OPENING);
   follower.jump();
 }
 

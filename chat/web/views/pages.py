@@ -18,7 +18,7 @@ from chat.params import Catalog, default_settings
 from chat.turns.recovery import recover_once
 from chat.usage import policy
 from chat.web import sidebar
-from chat.web.transcript import transcript
+from chat.web.transcript import page_transcript
 from chat.web.views.access import AuthenticatedHttpRequest, get_conversation_for_user
 
 EXAMPLES_SHOWN = 4
@@ -47,7 +47,7 @@ def _chat_page(
     context = {
         "sidebar": sidebar.sidebar_page(request.user),
         "conversation": conversation,
-        "transcript": transcript(conversation) if conversation else [],
+        "transcript": page_transcript(conversation) if conversation else [],
         "model_name": current.model,
         "model_label": (model.label or model.name) if model else current.model,
         "models": _models(catalog),
