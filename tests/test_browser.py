@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from bench.fake_upstream import FakeUpstream, Scenario, content_tokens
 from tests.browser import *  # noqa: F403 (fixtures)
@@ -42,7 +43,7 @@ def test_sign_up_chat_watch_it_stream_and_find_it_after_reload(page, site, fake)
     lengths = reply_lengths_while_streaming(page)
 
     assert len({n for n in lengths if 0 < n < len(expected)}) >= 3, "arrived in several steps"
-    assert last_reply(page).inner_text().strip() == expected
+    expect(last_reply(page)).to_have_text(expected, use_inner_text=True)
     assert box.input_value() == ""
     assert page.get_by_text("Thinking").first.is_visible()
     page.wait_for_url("**/c/*/")
@@ -51,7 +52,7 @@ def test_sign_up_chat_watch_it_stream_and_find_it_after_reload(page, site, fake)
     wait_until_ready(page)
     question = page.locator("article[data-role=user] .bubble").first
     assert question.inner_text().strip() == "Hello, GLM"
-    assert last_reply(page).inner_text().strip() == expected
+    expect(last_reply(page)).to_have_text(expected, use_inner_text=True)
     assert page.get_by_role("link", name="Hello, GLM").is_visible()
     assert page.errors == []
 
@@ -79,7 +80,7 @@ def test_shift_enter_adds_a_line_and_stop_keeps_the_partial_reply(page, site, fa
     page.wait_for_url("**/c/*/")
     page.reload()
     wait_until_ready(page)
-    assert last_reply(page).inner_text().strip() == partial
+    expect(last_reply(page)).to_have_text(partial, use_inner_text=True)
     assert page.get_by_text("Stopped").first.is_visible()
     assert page.errors == []
 
@@ -213,11 +214,11 @@ def test_chat_through_nginx_in_front_of_two_workers(browser, behind_nginx, fake)
     lengths = reply_lengths_while_streaming(page)
 
     assert len({n for n in lengths if 0 < n < len(expected)}) >= 3
-    assert last_reply(page).inner_text().strip() == expected
+    expect(last_reply(page)).to_have_text(expected, use_inner_text=True)
     page.wait_for_url("**/c/*/")
     for _ in range(3):  # each reload may land on the other worker
         page.reload()
         wait_until_ready(page)
-        assert last_reply(page).inner_text().strip() == expected
+        expect(last_reply(page)).to_have_text(expected, use_inner_text=True)
     assert errors == []
     context.close()

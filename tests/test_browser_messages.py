@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 
+from playwright.sync_api import expect
+
 from bench.fake_upstream import Scenario
 from tests.browser import *  # noqa: F403 (fixtures)
 from tests.browser import last_reply, needs_chromium, sign_up, wait_until_ready
@@ -70,13 +72,13 @@ def test_edit_and_resend_then_switch_versions_and_reload(page, site, fake) -> No
 
     edited.get_by_role("button", name="Previous version").click()
     assert user_texts(page) == ["First question", "Second question"]
-    assert last_reply(page).inner_text().strip() == "Second answer."
+    expect(last_reply(page)).to_have_text("Second answer.", use_inner_text=True)
     page.locator("article[data-role=user]").last.get_by_text("1/2").wait_for()
 
     page.reload()
     wait_until_ready(page)
     assert user_texts(page) == ["First question", "Second question"]
-    assert last_reply(page).inner_text().strip() == "Second answer."
+    expect(last_reply(page)).to_have_text("Second answer.", use_inner_text=True)
 
     fake.scenario = Scenario(text="Third answer.", reasoning_tokens=0)
     send(page, "Third question")
@@ -103,16 +105,12 @@ def test_regenerate_keeps_the_earlier_reply_as_a_version(page, site, fake) -> No
     reply = page.locator("article[data-role=assistant]").last
     assert reply.get_by_text("2/2").is_visible()
     reply.get_by_role("button", name="Previous version").click()
-    assert last_reply(page).inner_text().strip() == "Answer one."
+    # A reply shown again is laid out in the next frame (`content-visibility`):
+    # until then its innerText is empty, though its text is there. Hence expect, which waits.
+    expect(last_reply(page)).to_have_text("Answer one.", use_inner_text=True)
     assert page.locator("article[data-role=assistant]").count() == 1
     page.locator("article[data-role=assistant]").get_by_role("button", name="Next version").click()
-    # A reply shown again is laid out in the next frame (`content-visibility`):
-    # until then its innerText is empty, though its text is there.
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('article[data-role=assistant] .reply-body')]"
-        ".pop().innerText.trim() !== ''"
-    )
-    assert last_reply(page).inner_text().strip() == "Answer two."
+    expect(last_reply(page)).to_have_text("Answer two.", use_inner_text=True)
     assert page.errors == []
 
 
@@ -157,6 +155,9 @@ def test_thumbs_and_a_comment_are_saved(page, site, fake) -> None:
     assert page.errors == []
 
 
+MENDED = "The first half and the second half."
+
+
 def test_a_reply_cut_at_the_length_limit_continues_in_place(page, site, fake) -> None:
     fake.scenario = Scenario(text="The first half", reasoning_tokens=0, finish_reason="length")
     sign_up(page, site, "fay")
@@ -168,13 +169,13 @@ def test_a_reply_cut_at_the_length_limit_continues_in_place(page, site, fake) ->
     page.get_by_text("and the second half.").wait_for()
     wait_for_idle(page)
 
-    assert last_reply(page).inner_text().strip() == "The first half and the second half."
+    expect(last_reply(page)).to_have_text(MENDED, use_inner_text=True)
     assert page.locator("article[data-role=assistant]").count() == 1
     assert page.get_by_text("cut off").count() == 0
     assert sent_contents(fake)[-1] == "The first half"
     page.reload()
     wait_until_ready(page)
-    assert last_reply(page).inner_text().strip() == "The first half and the second half."
+    expect(last_reply(page)).to_have_text(MENDED, use_inner_text=True)
     assert page.errors == []
 
 
