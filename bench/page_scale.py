@@ -164,14 +164,20 @@ def tasks_summary(tasks: list[list[float]], since: float = 0.0) -> dict[str, Any
     }
 
 
-def open_conversation(browser: Any, url: str, cookie: str, throttle: float) -> dict[str, Any]:
+def observed_page(browser: Any, url: str, cookie: str) -> tuple[Any, Any, Any, list[str]]:
+    """A signed-in laptop-sized page whose long tasks are recorded (OBSERVE), its
+    DevTools session, and the script errors it raises."""
     context = browser.new_context(viewport={"width": 1366, "height": 800})
     context.add_cookies([{"name": "sessionid", "value": cookie, "url": url}])
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.add_init_script(OBSERVE)
-    cdp = context.new_cdp_session(page)
+    return context, page, context.new_cdp_session(page), errors
+
+
+def open_conversation(browser: Any, url: str, cookie: str, throttle: float) -> dict[str, Any]:
+    context, page, cdp, errors = observed_page(browser, url, cookie)
     cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
     page.goto(url, wait_until="load")
     page.wait_for_function(READY, polling=100, timeout=120_000)
@@ -203,13 +209,7 @@ def stream_reply(
     browser: Any, url: str, cookie: str, throttle: float, upstream: str, scenario: dict[str, Any]
 ) -> dict[str, Any]:
     httpx.post(f"{upstream}/_fake/scenario", json=scenario).raise_for_status()
-    context = browser.new_context(viewport={"width": 1366, "height": 800})
-    context.add_cookies([{"name": "sessionid", "value": cookie, "url": url}])
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.add_init_script(OBSERVE)
-    cdp = context.new_cdp_session(page)
+    context, page, cdp, errors = observed_page(browser, url, cookie)
     page.goto(url, wait_until="load")
     page.wait_for_function(READY, polling=100)
     cdp.send("Emulation.setCPUThrottlingRate", {"rate": throttle})
