@@ -26,6 +26,27 @@ import httpx
 from bench.servers import command_tail, free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Settings as a production site sets them, for `check --deploy`.
+PRODUCTION = {
+    "DEBUG": "false",
+    "SECRET_KEY": "x" * 64 + "production-like-secret-key-for-the-check-only",
+    "ALLOWED_HOSTS": "chat.example.com",
+}
+
+
+def deploy_check(**env: str) -> subprocess.CompletedProcess[str]:
+    """`manage.py check --deploy` failing on warnings, with PRODUCTION and ``env`` set."""
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, **PRODUCTION, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 PASSWORD = "a long enough test password 1"
 
 

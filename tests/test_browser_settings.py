@@ -188,8 +188,11 @@ def test_the_panel_takes_no_typing_until_the_saved_settings_arrive(page, site) -
     page.get_by_role("button", name="Chat settings").click()
     dialog = page.get_by_role("dialog", name="Chat settings")
     dialog.wait_for()
-    while not held:
+    for _ in range(200):  # up to 10 s for the request to reach the route
+        if held:
+            break
         page.wait_for_timeout(50)
+    assert held, "the panel asked for its settings"
     prompt = dialog.get_by_label("System prompt")
     assert prompt.is_disabled()
 

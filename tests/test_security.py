@@ -23,7 +23,7 @@ from chat.models import Conversation, Message
 from chat.web.views.accounts import throttle_keys
 from glmweb.logging import JsonFormatter
 from tests.conftest import PASSWORD, hosted, make_user, open_socket, session_cookie
-from tests.servers import ROOT
+from tests.servers import ROOT, deploy_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -182,20 +182,7 @@ def test_the_json_formatter_redacts_the_key(settings) -> None:
 
 
 def test_check_deploy_is_clean_with_production_settings() -> None:
-    env = {
-        **os.environ,
-        "DEBUG": "false",
-        "SECRET_KEY": "x" * 64 + "production-like-secret-key-for-the-check-only",
-        "ALLOWED_HOSTS": "chat.example.com",
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = deploy_check()
     assert result.returncode == 0, result.stderr
 
 

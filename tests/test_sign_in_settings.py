@@ -17,17 +17,12 @@ from django.urls import reverse
 from chat.accounts.groups import group_names_from_claim, group_names_from_header, sync_groups
 from chat.web.views.accounts import PASSWORD_OFF_MESSAGE, throttle_keys
 from tests.conftest import PASSWORD
-from tests.servers import ROOT
+from tests.servers import PRODUCTION, ROOT, deploy_check
 
 SSO = {
     "GLMWEB_OIDC_ISSUER": "https://login.example.com/realms/staff",
     "GLMWEB_OIDC_CLIENT_ID": "glmweb",
     "GLMWEB_OIDC_CLIENT_SECRET": "s3cret",
-}
-PRODUCTION = {
-    "DEBUG": "false",
-    "SECRET_KEY": "x" * 64 + "production-like-secret-key-for-the-check-only",
-    "ALLOWED_HOSTS": "chat.example.com",
 }
 
 
@@ -89,22 +84,12 @@ def test_good_values_start() -> None:
 
 
 def test_check_deploy_is_clean_with_single_sign_on_and_the_trusted_header() -> None:
-    env = {
-        **os.environ,
-        **PRODUCTION,
+    result = deploy_check(
         **SSO,
-        "GLMWEB_OIDC_GROUPS_CLAIM": "groups",
-        "GLMWEB_PASSWORD_LOGIN": "false",
-        "GLMWEB_TRUSTED_USER_HEADER": "X-Forwarded-User",
-        "GLMWEB_TRUSTED_PROXIES": "127.0.0.1",
-    }
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+        GLMWEB_OIDC_GROUPS_CLAIM="groups",
+        GLMWEB_PASSWORD_LOGIN="false",
+        GLMWEB_TRUSTED_USER_HEADER="X-Forwarded-User",
+        GLMWEB_TRUSTED_PROXIES="127.0.0.1",
     )
     assert result.returncode == 0, result.stderr
 
